@@ -1,0 +1,58 @@
+# LLMOps platform: `make up` runs everything locally, `make test` proves it works.
+# Both install what they need (uv venv, Kafka jars, FerretDB) on first use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+VENV := .venv
+PY := $(VENV)/bin/python
+DEVSTACK := $(PY) infra/local/devstack.py
+PYTEST_ARGS ?=
+LINT_PATHS := libs services tests bench infra
+
+.PHONY: help venv setup up down status test lint format schemas check-schemas bench
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(PY): pyproject.toml uv.lock libs/llmops/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $(PY)
+
+venv: $(PY) ## Create/refresh the Python environment (uv, one lock file)
+
+setup: venv ## Install everything: venv, Kafka jars, FerretDB (idempotent)
+	$(DEVSTACK) setup
+
+up: setup ## Start Kafka, FerretDB and every service locally; prints the URLs
+	$(DEVSTACK) up
+
+down: ## Stop every local process started by `make up`
+	@if [ -x $(PY) ]; then $(DEVSTACK) down; else echo "nothing to stop (no venv)"; fi
+
+status: venv ## Show what is running
+	$(DEVSTACK) status
+
+test: setup ## Run every test against real Kafka and FerretDB (started if missing)
+	$(DEVSTACK) with-infra -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
+
+format: venv ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
+schemas: venv ## Regenerate code and docs from schemas/ (catalog module, docs/topics.md)
+	$(PY) -m llmops.contracts generate
+
+check-schemas: venv ## Fail on schema drift or a backward-incompatible schema
+	$(PY) -m llmops.contracts check
+
+bench: setup ## Run the benchmarks in bench/ (each prints one JSON line last)
+	$(DEVSTACK) with-infra -- $(PY) bench/run.py

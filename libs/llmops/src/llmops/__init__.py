@@ -1,0 +1,1 @@
+"""Shared platform code for every LLMOps service."""

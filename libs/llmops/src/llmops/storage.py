@@ -1,0 +1,51 @@
+"""Client factories for MongoDB and Qdrant; services open and close them in lifespans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+from qdrant_client import AsyncQdrantClient
+
+from llmops.settings import ServiceSettings
+
+MongoDocument = dict[str, Any]
+
+
+def mongo_client(settings: ServiceSettings) -> AsyncMongoClient[MongoDocument]:
+    """A client for MONGODB_URL (FerretDB locally, MongoDB in production)."""
+    return AsyncMongoClient(
+        settings.mongodb_url.get_secret_value(),
+        appname=settings.service_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=5_000,
+    )
+
+
+def qdrant_client(settings: ServiceSettings) -> AsyncQdrantClient:
+    """The Qdrant server at QDRANT_URL, or embedded Qdrant on disk at QDRANT_PATH.
+
+    Embedded mode lets one process open a path, so only the indexer holds it.
+    """
+    if settings.qdrant_url:
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return AsyncQdrantClient(url=settings.qdrant_url, api_key=api_key)
+    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+    return AsyncQdrantClient(path=str(settings.qdrant_path))
+
+
+async def insert_once(
+    collection: AsyncCollection[MongoDocument], document_id: str, document: MongoDocument
+) -> bool:
+    """Insert under a deterministic `_id`; a redelivered event finds it there and writes nothing.
+
+    Returns True when this call wrote the document. This is how a consumer makes an
+    at-least-once delivery produce exactly one write.
+    """
+    try:
+        await collection.insert_one({**document, "_id": document_id})
+    except DuplicateKeyError:
+        return False
+    return True

@@ -1,0 +1,38 @@
+"""OpenTelemetry tracing configured from the standard OTEL_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+_OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def configure_tracing(
+    service: str, version: str = "0.1.0", env: Mapping[str, str] | None = None
+) -> TracerProvider:
+    """Build the service's tracer provider; the caller passes it to what it instruments.
+
+    Spans are exported over OTLP/HTTP when an OTLP endpoint is configured, printed when
+    `OTEL_TRACES_EXPORTER=console`, and otherwise only used to correlate logs. The
+    provider is returned rather than installed globally so tests can run several
+    services in one process, each with its own.
+    """
+    env = os.environ if env is None else env
+    resource = Resource.create(
+        {SERVICE_NAME: env.get("OTEL_SERVICE_NAME", service), SERVICE_VERSION: version}
+    )
+    provider = TracerProvider(resource=resource)
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return provider
+    exporters = {name.strip() for name in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
+    if "otlp" in exporters and any(env.get(var) for var in _OTLP_ENDPOINT_VARS):
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if "console" in exporters:
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    return provider

@@ -1,0 +1,87 @@
+"""Helpers for tests that run against the real broker and database: poll, never sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+T = TypeVar("T")
+
+
+@overload
+async def wait_until(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    probe: Callable[[], T],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+async def wait_until(
+    probe: Callable[[], Any],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll `probe` (sync or async) until it returns a truthy value, or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        outcome = probe()
+        last = await outcome if inspect.isawaitable(outcome) else outcome
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    msg = f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})"
+    raise TimeoutError(msg)
+
+
+async def read_topic(
+    bootstrap_servers: str, topic: str, *, count: int, timeout: float = 30.0
+) -> list[ConsumerRecord[Any, Any]]:
+    """Read `count` records from the start of `topic` with a throwaway consumer group."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[Any, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                msg = f"read {len(records)} of {count} records from {topic} in {timeout:.0f}s"
+                raise TimeoutError(msg)
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    """A record's Kafka headers as text."""
+    return {key: value.decode() for key, value in record.headers}

@@ -1,0 +1,1 @@
+"""Datasets, evaluation runs, metrics and comparisons."""

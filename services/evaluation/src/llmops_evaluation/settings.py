@@ -1,0 +1,14 @@
+"""Settings of this service: its own env prefix, shared infrastructure variables unprefixed."""
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from llmops.settings import Port, ServiceSettings
+
+
+class EvaluationSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EVALUATION_", extra="ignore", frozen=True)
+
+    service_name: ClassVar[str] = "evaluation"
+    port: Port = 8005

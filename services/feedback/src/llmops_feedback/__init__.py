@@ -1,0 +1,1 @@
+"""Human feedback, annotation queue and dataset export."""

@@ -1,0 +1,1 @@
+"""Public OpenAI-compatible API: keys, quotas, routing, caches."""

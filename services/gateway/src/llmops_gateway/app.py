@@ -1,0 +1,22 @@
+"""The gateway service's HTTP app and event wiring.
+
+Skeleton: it validates, commits and dead-letters what it consumes; issue #4 adds
+its behaviour.
+"""
+
+from fastapi import FastAPI
+
+from llmops.events.catalog import Topic
+from llmops.service import create_service_app, subscribe_skeleton
+from llmops_gateway.settings import GatewaySettings
+
+CONSUMES: tuple[Topic, ...] = (Topic.PROMPTS_CHANGED,)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    return create_service_app(
+        settings,
+        title="llmops gateway",
+        description="Public OpenAI-compatible API: keys, quotas, routing, caches.",
+        wire=subscribe_skeleton(CONSUMES),
+    )

@@ -1,0 +1,1 @@
+"""Embeds chunks into Qdrant and serves retrieval."""

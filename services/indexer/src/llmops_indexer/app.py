@@ -1,0 +1,22 @@
+"""The indexer service's HTTP app and event wiring.
+
+Skeleton: it validates, commits and dead-letters what it consumes; issue #3 adds
+its behaviour.
+"""
+
+from fastapi import FastAPI
+
+from llmops.events.catalog import Topic
+from llmops.service import create_service_app, subscribe_skeleton
+from llmops_indexer.settings import IndexerSettings
+
+CONSUMES: tuple[Topic, ...] = (Topic.DOCS_CHUNKED,)
+
+
+def create_app(settings: IndexerSettings) -> FastAPI:
+    return create_service_app(
+        settings,
+        title="llmops indexer",
+        description="Embeds chunks into Qdrant and serves retrieval.",
+        wire=subscribe_skeleton(CONSUMES),
+    )

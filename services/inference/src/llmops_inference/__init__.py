@@ -1,0 +1,1 @@
+"""OpenAI-compatible inference server and Kafka batch worker."""

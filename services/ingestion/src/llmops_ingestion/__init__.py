@@ -1,0 +1,1 @@
+"""Document ingestion worker: extraction, cleaning, chunking."""

@@ -1,0 +1,1 @@
+"""LLM metrics, cost, drift and alerts from the event stream."""

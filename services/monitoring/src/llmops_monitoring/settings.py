@@ -1,0 +1,14 @@
+"""Settings of this service: its own env prefix, shared infrastructure variables unprefixed."""
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from llmops.settings import Port, ServiceSettings
+
+
+class MonitoringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="MONITORING_", extra="ignore", frozen=True)
+
+    service_name: ClassVar[str] = "monitoring"
+    port: Port = 8006

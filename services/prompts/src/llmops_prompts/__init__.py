@@ -1,0 +1,1 @@
+"""Versioned prompt registry with labels and change events."""
