@@ -54,7 +54,6 @@ async def test_consumer_span_continues_the_http_trace(
     consumer_tracing, consumer_spans = _recording_provider()
     app = create_service_app(
         service_settings(),
-        title="producer",
         description="publishes on an HTTP call",
         routers=[_feedback_route()],
         tracer_provider=producer_tracing,

@@ -50,8 +50,7 @@ Wiring = Callable[[ServiceContext], Awaitable[None] | None]
 def create_service_app(
     settings: ServiceSettings,
     *,
-    title: str,
-    description: str,
+    description: str = "",
     routers: Sequence[APIRouter] = (),
     wire: Wiring | None = None,
     tracer_provider: TracerProvider | None = None,
@@ -82,6 +81,7 @@ def create_service_app(
             yield
         tracer_provider.shutdown()
 
+    title = f"llmops {settings.service_name}"
     app = FastAPI(title=title, description=description, lifespan=lifespan)
     app.middleware("http")(metrics.http_middleware)
     for router in routers:

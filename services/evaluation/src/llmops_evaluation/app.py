@@ -1,4 +1,4 @@
-"""The evaluation service's HTTP app and event wiring.
+"""Datasets, evaluation runs, metrics and comparisons.
 
 Skeleton: it validates, commits and dead-letters what it consumes; issue #6 adds
 its behaviour.
@@ -15,8 +15,5 @@ CONSUMES: tuple[Topic, ...] = (Topic.LLM_COMPLETIONS, Topic.INFERENCE_RESULTS, T
 
 def create_app(settings: EvaluationSettings) -> FastAPI:
     return create_service_app(
-        settings,
-        title="llmops evaluation",
-        description="Datasets, evaluation runs, metrics and comparisons.",
-        wire=subscribe_skeleton(CONSUMES),
+        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
     )

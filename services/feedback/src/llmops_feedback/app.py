@@ -1,4 +1,4 @@
-"""The feedback service's HTTP app and event wiring.
+"""Human feedback, annotation queue and dataset export.
 
 Skeleton: it validates, commits and dead-letters what it consumes; issue #7 adds
 its behaviour.
@@ -15,8 +15,5 @@ CONSUMES: tuple[Topic, ...] = (Topic.FEEDBACK_EVENTS, Topic.LLM_COMPLETIONS)
 
 def create_app(settings: FeedbackSettings) -> FastAPI:
     return create_service_app(
-        settings,
-        title="llmops feedback",
-        description="Human feedback, annotation queue and dataset export.",
-        wire=subscribe_skeleton(CONSUMES),
+        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
     )

@@ -1,4 +1,4 @@
-"""The gateway service's HTTP app and event wiring.
+"""Public OpenAI-compatible API: keys, quotas, routing, caches.
 
 Skeleton: it validates, commits and dead-letters what it consumes; issue #4 adds
 its behaviour.
@@ -15,8 +15,5 @@ CONSUMES: tuple[Topic, ...] = (Topic.PROMPTS_CHANGED,)
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     return create_service_app(
-        settings,
-        title="llmops gateway",
-        description="Public OpenAI-compatible API: keys, quotas, routing, caches.",
-        wire=subscribe_skeleton(CONSUMES),
+        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
     )

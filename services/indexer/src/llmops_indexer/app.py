@@ -1,4 +1,4 @@
-"""The indexer service's HTTP app and event wiring.
+"""Embeds chunks into Qdrant and serves retrieval.
 
 Skeleton: it validates, commits and dead-letters what it consumes; issue #3 adds
 its behaviour.
@@ -15,8 +15,5 @@ CONSUMES: tuple[Topic, ...] = (Topic.DOCS_CHUNKED,)
 
 def create_app(settings: IndexerSettings) -> FastAPI:
     return create_service_app(
-        settings,
-        title="llmops indexer",
-        description="Embeds chunks into Qdrant and serves retrieval.",
-        wire=subscribe_skeleton(CONSUMES),
+        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
     )

@@ -1,4 +1,4 @@
-"""The inference service's HTTP app and event wiring.
+"""OpenAI-compatible inference server and Kafka batch worker.
 
 Skeleton: it validates, commits and dead-letters what it consumes; issue #4 adds
 its behaviour.
@@ -15,8 +15,5 @@ CONSUMES: tuple[Topic, ...] = (Topic.INFERENCE_REQUESTS,)
 
 def create_app(settings: InferenceSettings) -> FastAPI:
     return create_service_app(
-        settings,
-        title="llmops inference",
-        description="OpenAI-compatible inference server and Kafka batch worker.",
-        wire=subscribe_skeleton(CONSUMES),
+        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
     )

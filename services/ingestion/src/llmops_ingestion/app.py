@@ -1,4 +1,4 @@
-"""The ingestion service's HTTP app and event wiring.
+"""Document ingestion worker: extraction, cleaning, chunking.
 
 Skeleton: it validates, commits and dead-letters what it consumes; issue #3 adds
 its behaviour.
@@ -15,8 +15,5 @@ CONSUMES: tuple[Topic, ...] = (Topic.DOCS_INGEST_REQUESTED,)
 
 def create_app(settings: IngestionSettings) -> FastAPI:
     return create_service_app(
-        settings,
-        title="llmops ingestion",
-        description="Document ingestion worker: extraction, cleaning, chunking.",
-        wire=subscribe_skeleton(CONSUMES),
+        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
     )

@@ -1,4 +1,4 @@
-"""The monitoring service's HTTP app and event wiring.
+"""LLM metrics, cost, drift and alerts from the event stream.
 
 Skeleton: it validates, commits and dead-letters what it consumes; issue #7 adds
 its behaviour.
@@ -15,8 +15,5 @@ CONSUMES: tuple[Topic, ...] = tuple(Topic)
 
 def create_app(settings: MonitoringSettings) -> FastAPI:
     return create_service_app(
-        settings,
-        title="llmops monitoring",
-        description="LLM metrics, cost, drift and alerts from the event stream.",
-        wire=subscribe_skeleton(CONSUMES),
+        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
     )

@@ -1,4 +1,7 @@
-"""The prompts service's HTTP app and event wiring (skeleton; issue #5 adds its behaviour)."""
+"""Versioned prompt registry with labels and change events.
+
+Skeleton: issue #5 adds its behaviour.
+"""
 
 from fastapi import FastAPI
 
@@ -7,8 +10,4 @@ from llmops_prompts.settings import PromptsSettings
 
 
 def create_app(settings: PromptsSettings) -> FastAPI:
-    return create_service_app(
-        settings,
-        title="llmops prompts",
-        description="Versioned prompt registry with labels and change events.",
-    )
+    return create_service_app(settings, description=__doc__ or "")
