@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -23,20 +24,24 @@ from pymongo.asynchronous.database import AsyncDatabase
 from llmops.bus import EventBus
 from llmops.settings import ServiceSettings
 from llmops.storage import MongoDocument, mongo_client
-from llmops.telemetry import ServiceMetrics, configure_tracing, get_logger
+from llmops.telemetry import ServiceMetrics, configure_tracing, get_logger, traced_http_client
 
 _log = get_logger(__name__)
 
 
 @dataclass
 class ServiceContext:
-    """The running service's dependencies, handed to routes and handlers."""
+    """The running service's dependencies, handed to routes and handlers.
+
+    `http` is the client for calls to other services: its requests carry the trace.
+    """
 
     settings: ServiceSettings
     bus: EventBus
     mongo: AsyncMongoClient[MongoDocument]
     metrics: ServiceMetrics
     tracer_provider: TracerProvider
+    http: httpx.AsyncClient
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -67,10 +72,12 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mongo = mongo_client(settings)
         bus = EventBus(settings, tracer_provider=tracer_provider, metrics=metrics)
-        context = ServiceContext(settings, bus, mongo, metrics, tracer_provider)
+        http = traced_http_client(tracer_provider, timeout=30.0)
+        context = ServiceContext(settings, bus, mongo, metrics, tracer_provider, http)
         app.state.context = context
         async with context.resources:
             context.resources.push_async_callback(mongo.close)
+            context.resources.push_async_callback(http.aclose)
             if wire is not None:
                 maybe = wire(context)
                 if maybe is not None:
