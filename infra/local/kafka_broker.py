@@ -134,6 +134,9 @@ def write_server_properties(config: StackConfig) -> Path:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # Kafka 4 holds offset commits 5 ms to batch them; a one-node dev broker gains
+        # nothing from that, and consumers committing per message run ~3x faster.
+        "group.coordinator.append.linger.ms": "0",
         # Topics come from the catalog (`llmops-topics ensure`), never from a typo.
         "auto.create.topics.enable": "false",
     }
