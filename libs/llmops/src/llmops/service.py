@@ -43,6 +43,7 @@ class ServiceContext:
     tracer_provider: TracerProvider
     http: httpx.AsyncClient
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
 
     @property
     def db(self) -> AsyncDatabase[MongoDocument]:
@@ -50,6 +51,8 @@ class ServiceContext:
 
 
 Wiring = Callable[[ServiceContext], Awaitable[None] | None]
+HealthCheck = Callable[[], Awaitable[None]]
+"""Raises when a dependency of the service is not usable; `/healthz` reports the error."""
 
 
 def create_service_app(
@@ -94,7 +97,9 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
 
-    @app.get("/healthz", tags=["operations"], summary="Readiness: Kafka and MongoDB reachable")
+    @app.get(
+        "/healthz", tags=["operations"], summary="Readiness: Kafka, MongoDB and more reachable"
+    )
     async def healthz(request: Request) -> JSONResponse:
         context = cast(ServiceContext, request.app.state.context)
         checks = await _health_checks(context)
@@ -117,18 +122,25 @@ def create_service_app(
 
 
 async def _health_checks(context: ServiceContext) -> dict[str, str]:
-    async def mongo() -> str:
+    async def kafka() -> None:
+        if not await context.bus.ping(timeout=2.0):
+            msg = "broker not reachable"
+            raise ConnectionError(msg)
+
+    async def mongodb() -> None:
+        await context.mongo.admin.command("ping")
+
+    checks: dict[str, HealthCheck] = {"kafka": kafka, "mongodb": mongodb, **context.health_checks}
+
+    async def run(check: HealthCheck) -> str:
         try:
-            await asyncio.wait_for(context.mongo.admin.command("ping"), timeout=2.0)
+            await asyncio.wait_for(check(), timeout=3.0)
         except Exception as exc:
             return f"error: {exc!r}"[:200]
         return "ok"
 
-    async def kafka() -> str:
-        return "ok" if await context.bus.ping(timeout=2.0) else "error: broker not reachable"
-
-    kafka_state, mongo_state = await asyncio.gather(kafka(), mongo())
-    return {"kafka": kafka_state, "mongodb": mongo_state}
+    states = await asyncio.gather(*(run(check) for check in checks.values()))
+    return dict(zip(checks, states, strict=True))
 
 
 def service_context(request: Request) -> ServiceContext:
