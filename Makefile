@@ -12,7 +12,7 @@ DEVSTACK := $(PY) infra/local/devstack.py
 PYTEST_ARGS ?=
 LINT_PATHS := libs services tests bench infra
 
-.PHONY: help venv setup up down status test lint format schemas check-schemas bench
+.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,3 +56,6 @@ check-schemas: venv ## Fail on schema drift or a backward-incompatible schema
 
 bench: setup ## Run the benchmarks in bench/ (each prints one JSON line last)
 	$(DEVSTACK) with-infra -- $(PY) bench/run.py
+
+bench-prompts: setup ## Prompt resolve + render: gateway cache vs prompts service
+	$(DEVSTACK) with-infra -- $(PY) bench/prompts_render.py

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["bus_overhead.py"]
+BENCHMARKS = ["bus_overhead.py", "prompts_render.py"]
 
 
 def main() -> int:

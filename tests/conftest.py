@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 
 from llmops.bus.provision import ensure_topics, topic_specs
 from llmops.settings import ServiceSettings
+from llmops.testing import SettingsFactory
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -78,7 +79,7 @@ async def mongo_database(mongo_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def service_settings(
     kafka_bootstrap: str, mongo_url: str, topics: str, mongo_database: str, tmp_path: Path
-) -> Callable[..., ServiceSettings]:
+) -> SettingsFactory:
     """Build settings of any service type pointed at this test's topics and database."""
 
     def build(settings_type: type[ServiceSettings] = ServiceSettings, **values: Any) -> Any:
@@ -92,4 +93,4 @@ def service_settings(
         }
         return settings_type.model_validate({**env, **values})
 
-    return build
+    return build  # type: ignore[return-value]  # the Protocol's overloads describe it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,13 +69,26 @@ def start_argv(config: StackConfig, service: Service) -> list[str]:
     return [str(config.python), "-m", service.module]
 
 
-def environment(config: StackConfig, service: Service) -> dict[str, str]:
-    """What a service is told about the stack, on top of the caller's environment."""
+def environment(
+    config: StackConfig, service: Service, peers: Sequence[Service] = ()
+) -> dict[str, str]:
+    """What a service is told about the stack, on top of the caller's environment.
+
+    Where its peers listen comes as `<SERVICE>_<PEER>_URL` (e.g. GATEWAY_PROMPTS_URL),
+    the service's own settings prefix, so a port offset moves the calls too.
+    """
+    prefix = service.port_var.removesuffix("_PORT")
+    peer_urls = {
+        f"{prefix}_{peer.port_var.removesuffix('_PORT')}_URL": peer.url
+        for peer in peers
+        if peer.name != service.name
+    }
     return {
         **config.infra_env(),
         **config.qdrant_env(),
         "LLMOPS_ENV": "development",
         service.port_var: str(service.port),
+        **peer_urls,
         "PYTHONUNBUFFERED": "1",  # log lines reach logs/<name>.log as they happen
     }
 

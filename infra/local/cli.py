@@ -235,7 +235,7 @@ def start_services(config: StackConfig, services: Sequence[app_services.Service]
     starting = []
     for service in to_start:
         managed = app_services.managed(config, service.name, service.url)
-        env = {**os.environ, **app_services.environment(config, service)}
+        env = {**os.environ, **app_services.environment(config, service, services)}
         process = managed.launch(app_services.start_argv(config, service), env, config.repo)
         say(f"{service.name}: started (pid {process.pid}) on port {service.port}")
         starting.append(Starting(managed, process, _health_check(service)))

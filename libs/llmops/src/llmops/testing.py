@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+if TYPE_CHECKING:
+    from llmops.settings import ServiceSettings
+
 T = TypeVar("T")
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class SettingsFactory(Protocol):
+    """Builds settings of any service type bound to a test's own topics and database."""
+
+    @overload
+    def __call__(self, **values: Any) -> ServiceSettings: ...
+
+    @overload
+    def __call__(self, settings_type: type[S], /, **values: Any) -> S: ...
 
 
 @overload
@@ -85,3 +100,25 @@ async def read_topic(
 def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
     """A record's Kafka headers as text."""
     return {key: value.decode() for key, value in record.headers}
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on a free loopback port; yields its base URL.
+
+    The app's lifespan runs as in production; readiness is polled, not slept.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: server.started or task.done(), timeout=60, what="the server")
+        if task.done():
+            task.result()  # raises the start-up error
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

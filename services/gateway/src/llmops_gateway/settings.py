@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from llmops.settings import Port, ServiceSettings
@@ -12,3 +13,7 @@ class GatewaySettings(ServiceSettings):
 
     service_name: ClassVar[str] = "gateway"
     port: Port = 8000
+    prompts_url: str = Field(
+        "http://127.0.0.1:8003",
+        description="Base URL of the prompts service (GATEWAY_PROMPTS_URL).",
+    )

@@ -14,7 +14,6 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from starlette.routing import Match
 
 
 class ServiceMetrics:
@@ -68,7 +67,6 @@ class ServiceMetrics:
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         """Count and time requests by route template (not raw path, to bound cardinality)."""
-        route = _route_template(request)
         started = time.perf_counter()
         status = 500
         try:
@@ -76,15 +74,10 @@ class ServiceMetrics:
             status = response.status_code
             return response
         finally:
+            # Routing leaves the matched route in the scope (included routers too).
+            matched = request.scope.get("route")
+            route = str(getattr(matched, "path", "unmatched"))
             self.http_latency.labels(self.service, request.method, route).observe(
                 time.perf_counter() - started
             )
             self.http_requests.labels(self.service, request.method, route, str(status)).inc()
-
-
-def _route_template(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", request.url.path))
-    return "unmatched"
