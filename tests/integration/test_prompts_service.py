@@ -90,6 +90,10 @@ async def test_label_moves_and_rollback_keep_a_history(api: httpx.AsyncClient) -
         ("cy", 1),
     ]
     assert moves[0]["from_split"] is None
+    resolved = (await api.get("/v1/prompts/faq/resolve", params={"label": "production"})).json()
+    assert (resolved["version"], resolved["spec"]["model"]) == (1, "small-chat")
+    pinned = (await api.get("/v1/prompts/faq/resolve", params={"version": 2})).json()
+    assert pinned["spec"]["model"] == "big-chat"
     assert moves[1]["reason"] == "better answers"
     assert moves[2]["reason"] == "rollback: regression"
 

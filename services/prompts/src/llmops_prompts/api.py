@@ -134,6 +134,21 @@ def build_router(compiled: CompiledPrompts) -> APIRouter:
     async def get_version(name: PromptName, version: int, registry: Reg) -> PromptVersion:
         return await registry.version(name, version)
 
+    @router.get("/{name}/resolve")
+    async def resolve(
+        name: PromptName,
+        registry: Reg,
+        label: Annotated[str | None, Query(pattern=LABEL_PATTERN)] = None,
+        version: Annotated[int | None, Query(ge=1)] = None,
+        user_id: Annotated[str | None, Query(max_length=200)] = None,
+        session_id: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> PromptVersion:
+        """The version behind `label` (default production; canary resolved for the user or
+        session) or the given `version`, with its full content."""
+        return await registry.resolve(
+            name, label=label, version=version, sticky_key=user_id or session_id
+        )
+
     @router.get("/{name}/diff")
     async def diff(
         name: PromptName,
