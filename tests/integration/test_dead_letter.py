@@ -130,5 +130,7 @@ async def test_failing_handlers_are_retried_then_dead_lettered(
     assert failed["dlq-error-message"] == "downstream is broken"
     assert (rejected["dlq-reason"], rejected["dlq-attempts"]) == ("rejected", "1")
     assert "traceparent" in failed, "the original trace context travels with the dead letter"
-    retries = bus.metrics.handler_retries.labels("llmops", FEEDBACK.topic)._value.get()
+    retries = bus.metrics.registry.get_sample_value(
+        "llmops_event_handler_retries_total", {"service": "llmops", "topic": FEEDBACK.topic}
+    )
     assert retries == 3  # two for always-fails, one for fails-once

@@ -1,6 +1,6 @@
 """`llmops prompts` against the real prompts service (Kafka + MongoDB protocol), in process.
 
-The service runs under uvicorn on a free port in this event loop; the CLI runs through
+The service runs on a free port in this event loop (`llmops.testing.serving`); the CLI runs through
 `main([...])` in a thread so the loop keeps serving. Assertions read the service's API.
 """
 
@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from llmops.cli.main import main
-from llmops.testing import wait_until
+from llmops.testing import serving
 from llmops_prompts.app import create_app
 from llmops_prompts.settings import PromptsSettings
 
@@ -75,30 +74,8 @@ class PromptsService:
 async def service(service_settings: Callable[..., Any]) -> AsyncIterator[PromptsService]:
     """The real prompts app served over HTTP on a free port until the test ends."""
     app = create_app(service_settings(PromptsSettings))
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-
-    async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-
-        async def healthy() -> bool:
-            if serving.done():  # startup failed: show why instead of waiting
-                serving.result()
-                pytest.fail("the prompts service stopped while starting")
-            try:
-                return (await api.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        try:
-            await wait_until(healthy, timeout=60, what="the prompts service to be healthy")
-            yield PromptsService(url=url, api=api)
-        finally:
-            server.should_exit = True
-            await serving
-            listener.close()
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as api:
+        yield PromptsService(url=url, api=api)
 
 
 @pytest.fixture

@@ -14,7 +14,14 @@ import httpx
 
 from llmops.events.catalog import PromptChanged
 from llmops.events.envelope import Envelope
-from llmops.prompting import CompiledPrompts, PromptSpec, RenderedPrompt, Split
+from llmops.prompting import (
+    CompiledPrompt,
+    CompiledPrompts,
+    PromptSpec,
+    RenderedPrompt,
+    Split,
+    label_to_resolve,
+)
 
 
 class PromptNotFoundError(LookupError):
@@ -29,7 +36,6 @@ class PromptCache:
         self._http: httpx.AsyncClient | None = None
         self._labels: dict[tuple[str, str], Split] = {}
         self._generations: dict[str, int] = {}
-        self._specs: dict[tuple[str, int], PromptSpec] = {}
         self._compiled = CompiledPrompts()
 
     def bind(self, http: httpx.AsyncClient) -> None:
@@ -50,20 +56,19 @@ class PromptCache:
         Raises `RenderError` for variables that do not fit, `PromptNotFoundError` for an
         unknown prompt, label or version.
         """
-        label = None if version is not None else (label or "production")
+        label = label_to_resolve(label, version)
         if label is not None:
             split = await self._label(name, label)
             version = split.choose(sticky_key, salt=f"{name}:{label}")
-        assert version is not None
-        spec = await self._spec(name, version)
-        messages = self._compiled.get(name, version, spec).render(variables)
+        assert version is not None  # pinned, or chosen from the label above
+        prompt = await self._prompt(name, version)
         return RenderedPrompt(
             name=name,
             version=version,
             label=label,
-            messages=messages,
-            model=spec.model,
-            parameters=spec.parameters,
+            messages=prompt.render(variables),
+            model=prompt.spec.model,
+            parameters=prompt.spec.parameters,
         )
 
     def invalidate(self, name: str) -> None:
@@ -87,13 +92,12 @@ class PromptCache:
                 self._labels[(name, label)] = split
         return split
 
-    async def _spec(self, name: str, version: int) -> PromptSpec:
-        spec = self._specs.get((name, version))
-        if spec is None:
+    async def _prompt(self, name: str, version: int) -> CompiledPrompt:
+        prompt = self._compiled.cached(name, version)
+        if prompt is None:
             body = await self._get(f"/v1/prompts/{name}/versions/{version}")
-            spec = PromptSpec.model_validate(body["spec"])
-            self._specs[(name, version)] = spec
-        return spec
+            prompt = self._compiled.get(name, version, PromptSpec.model_validate(body["spec"]))
+        return prompt
 
     async def _get(self, path: str) -> dict[str, Any]:
         if self._http is None:

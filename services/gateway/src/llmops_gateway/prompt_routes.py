@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
-from pydantic import BaseModel, Field
 
-from llmops.prompting import RenderedPrompt, RenderError
+from llmops.prompting import NAME_PATTERN, RenderedPrompt, RenderError, RenderRequest
 from llmops_gateway.prompt_cache import PromptCache, PromptNotFoundError
-
-
-class RenderRequest(BaseModel):
-    label: str | None = Field(None, max_length=64)
-    version: int | None = Field(None, ge=1)
-    variables: dict[str, Any] = Field(default_factory=dict)
-    user_id: str | None = Field(None, max_length=200)
-    session_id: str | None = Field(None, max_length=200)
 
 
 def build_router(cache: PromptCache) -> APIRouter:
@@ -24,7 +15,7 @@ def build_router(cache: PromptCache) -> APIRouter:
 
     @router.post("/{name}/render")
     async def render(
-        name: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$")], body: RenderRequest
+        name: Annotated[str, Path(pattern=NAME_PATTERN)], body: RenderRequest
     ) -> RenderedPrompt:
         """Render `name@label` (default `production`, canary resolved) or `name@version`."""
         try:
@@ -33,7 +24,7 @@ def build_router(cache: PromptCache) -> APIRouter:
                 variables=body.variables,
                 label=body.label,
                 version=body.version,
-                sticky_key=body.user_id or body.session_id,
+                sticky_key=body.sticky_key,
             )
         except PromptNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc

@@ -5,20 +5,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from llmops.prompting import (
+    LABEL_PATTERN,
+    NAME_PATTERN,
     CompiledPrompts,
     InvalidPromptError,
     PromptSpec,
     RenderedPrompt,
     RenderError,
+    RenderRequest,
     Split,
+    label_to_resolve,
 )
 from llmops.service import ServiceContext, service_context
 from llmops_prompts.registry import (
-    LABEL_PATTERN,
-    NAME_PATTERN,
     ArchivedError,
     Label,
     LabelMove,
@@ -70,18 +73,6 @@ class LabelMoveRequest(BaseModel):
 class ChangeRequest(BaseModel):
     actor: str = Field(min_length=1, max_length=200)
     reason: str | None = Field(None, max_length=2000)
-
-
-class RenderRequest(BaseModel):
-    label: str | None = Field(None, pattern=LABEL_PATTERN)
-    version: int | None = Field(None, ge=1)
-    variables: dict[str, Any] = Field(default_factory=dict)
-    user_id: str | None = Field(None, max_length=200)
-    session_id: str | None = Field(None, max_length=200)
-
-    @property
-    def sticky_key(self) -> str | None:
-        return self.user_id or self.session_id
 
 
 class PromptDetail(PromptSummary):
@@ -212,7 +203,7 @@ def build_router(compiled: CompiledPrompts) -> APIRouter:
         return RenderedPrompt(
             name=name,
             version=version.version,
-            label=None if body.version else (body.label or "production"),
+            label=label_to_resolve(body.label, body.version),
             messages=messages,
             model=version.spec.model,
             parameters=version.spec.parameters,
@@ -228,7 +219,6 @@ def build_router(compiled: CompiledPrompts) -> APIRouter:
 
 def error_handlers() -> dict[type[Exception], Any]:
     """Domain errors as HTTP answers that say what to fix."""
-    from fastapi.responses import JSONResponse
 
     async def not_found(_: Any, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)

@@ -11,7 +11,6 @@ Every new version and label move is published on `prompts.changed`.
 from __future__ import annotations
 
 import difflib
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,12 +22,15 @@ from pymongo.errors import DuplicateKeyError
 
 from llmops.bus import EventBus
 from llmops.events.catalog import CONTRACTS, PromptChanged, PromptChangeKind, Topic
-from llmops.prompting import CompiledPrompt, PromptSpec, Split, SplitArm
+from llmops.prompting import (
+    CompiledPrompt,
+    PromptSpec,
+    Split,
+    SplitArm,
+    label_to_resolve,
+)
 from llmops.storage import MongoDocument
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
-LABEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-_NAME = re.compile(NAME_PATTERN)
 CHANGED = CONTRACTS[Topic.PROMPTS_CHANGED]
 _TENANT = "platform"
 
@@ -237,9 +239,11 @@ class Registry:
     ) -> PromptVersion:
         """The version a caller gets: explicit, or the label's (canary split resolved)."""
         await self._refuse_if_archived(name)
-        if version is None:
-            current = await self.label(name, label or "production")
-            version = current.split.choose(sticky_key, salt=f"{name}:{current.label}")
+        resolved_label = label_to_resolve(label, version)
+        if resolved_label is not None:
+            current = await self.label(name, resolved_label)
+            version = current.split.choose(sticky_key, salt=f"{name}:{resolved_label}")
+        assert version is not None  # pinned, or chosen from the label above
         return await self.version(name, version)
 
     # -- internals ------------------------------------------------------------------------
@@ -296,10 +300,6 @@ def diff_versions(old: PromptVersion, new: PromptVersion) -> tuple[str, dict[str
         if before[field] != after[field]
     }
     return messages_diff, changes
-
-
-def valid_name(name: str) -> bool:
-    return bool(_NAME.match(name))
 
 
 def _version(document: MongoDocument) -> PromptVersion:

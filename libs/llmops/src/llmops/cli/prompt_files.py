@@ -18,9 +18,9 @@ import yaml
 from pydantic import ValidationError
 
 from llmops.cli.client import CliError
-from llmops.prompting import CompiledPrompt, InvalidPromptError, PromptSpec
+from llmops.prompting import NAME_PATTERN, CompiledPrompt, InvalidPromptError, PromptSpec
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")  # as the prompts service requires
+_NAME = re.compile(NAME_PATTERN)  # the rule the prompts service applies
 SUFFIXES = (".yaml", ".yml")
 _FIELDS = ("name", *PromptSpec.model_fields)
 
@@ -70,8 +70,8 @@ def read_prompt_file(path: Path) -> PromptFile:
 
     reasons: list[str] = []
     name = document.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        reasons.append(f"name must match {NAME_PATTERN.pattern}, not {name!r}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        reasons.append(f"name must match {NAME_PATTERN}, not {name!r}")
     unknown = sorted(str(key) for key in document if key not in _FIELDS)
     if unknown:
         reasons.append(f"unknown keys {', '.join(unknown)} (allowed: {', '.join(_FIELDS)})")

@@ -27,11 +27,10 @@ from llmops.cli.prompt_files import (
     prompt_paths,
     read_prompt_file,
 )
-from llmops.prompting import PromptSpec, Split, SplitArm
+from llmops.prompting import DEFAULT_LABEL, PromptSpec, Split, SplitArm
 
 URL_VARIABLE = "LLMOPS_PROMPTS_URL"
 DEFAULT_URL = "http://127.0.0.1:8003"
-DEFAULT_LABEL = "production"
 DEFAULT_PUSH_MESSAGE = "pushed by llmops prompts push"
 
 

@@ -110,6 +110,14 @@ class EventCodec(Generic[P]):
         return self._decode_json(value)
 
     def _decode_json(self, value: bytes) -> Envelope[P]:
+        # Fast path, one parse: a valid event written with the current schema version.
+        try:
+            event = self._adapter.validate_json(value, strict=True)
+        except ValidationError:
+            pass  # the path below says precisely what is wrong
+        else:
+            if event.schema_version == self.contract.version:
+                return self._validate(lambda: event)
         try:
             raw = json.loads(value)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -221,6 +221,9 @@ class CompiledPrompts:
         self._entries: dict[tuple[str, int], CompiledPrompt] = {}
         self._max_entries = max_entries
 
+    def cached(self, name: str, version: int) -> CompiledPrompt | None:
+        return self._entries.get((name, version))
+
     def get(self, name: str, version: int, spec: PromptSpec) -> CompiledPrompt:
         key = (name, version)
         compiled = self._entries.get(key)
