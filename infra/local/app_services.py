@@ -86,6 +86,7 @@ def environment(
     return {
         **config.infra_env(),
         **config.qdrant_env(),
+        **config.storage_env(),
         "LLMOPS_ENV": "development",
         service.port_var: str(service.port),
         **peer_urls,

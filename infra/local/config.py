@@ -138,6 +138,14 @@ class StackConfig:
         """The variables that point a client (a test, a service) at this stack's infrastructure."""
         return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "MONGODB_URL": self.mongodb_url}
 
+    @property
+    def blob_store_path(self) -> Path:
+        return self.data_dir / "blobs"
+
+    def storage_env(self) -> dict[str, str]:
+        """Where uploaded documents are kept: the gateway writes them, ingestion reads them."""
+        return {"BLOB_STORE_PATH": str(self.blob_store_path)}
+
     def qdrant_env(self) -> dict[str, str]:
         if self.qdrant_url:
             return {"QDRANT_URL": self.qdrant_url}

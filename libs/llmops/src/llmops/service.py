@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -48,6 +48,28 @@ class ServiceContext:
     @property
     def db(self) -> AsyncDatabase[MongoDocument]:
         return self.mongo[self.settings.mongodb_database]
+
+
+T = TypeVar("T")
+
+
+class LateBound(Generic[T]):
+    """A dependency the lifespan creates (in `wire`) and routes use: routes are built first.
+
+    Reading it before the lifespan set it answers 503, never a 500.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._value: T | None = None
+
+    def set(self, value: T) -> None:
+        self._value = value
+
+    def get(self) -> T:
+        if self._value is None:
+            raise HTTPException(503, f"{self._what} is not ready yet; retry shortly")
+        return self._value
 
 
 Wiring = Callable[[ServiceContext], Awaitable[None] | None]

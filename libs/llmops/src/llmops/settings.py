@@ -67,6 +67,17 @@ class ServiceSettings(BaseSettings):
     qdrant_api_key: SecretStr | None = Field(None, validation_alias="QDRANT_API_KEY")
     qdrant_path: Path = Field(Path(".llmops/data/qdrant"), validation_alias="QDRANT_PATH")
 
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        validation_alias="EMBEDDING_MODEL",
+        description="Packaged model name or local model path; chunking and embedding share it.",
+    )
+    blob_store_path: Path = Field(
+        Path(".llmops/data/blobs"),
+        validation_alias="BLOB_STORE_PATH",
+        description="Uploaded documents (claim check), shared by gateway and ingestion.",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _bootstrap_is_host_port_list(cls, value: str) -> str:

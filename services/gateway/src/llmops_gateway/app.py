@@ -1,14 +1,14 @@
 """Public OpenAI-compatible API: keys, quotas, routing, caches.
 
-So far it renders prompts from its cache, kept fresh by `prompts.changed`; issue #4 adds
-chat completions, keys and quotas.
+So far it renders prompts from its cache (kept fresh by `prompts.changed`), takes document
+uploads for ingestion and proxies retrieval; issue #4 adds chat completions, keys and quotas.
 """
 
 from fastapi import FastAPI
 
 from llmops.events.catalog import CONTRACTS, Topic
 from llmops.service import ServiceContext, create_service_app
-from llmops_gateway import prompt_routes
+from llmops_gateway import document_routes, prompt_routes
 from llmops_gateway.prompt_cache import PromptCache
 from llmops_gateway.settings import GatewaySettings
 
@@ -25,6 +25,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return create_service_app(
         settings,
         description=__doc__ or "",
-        routers=[prompt_routes.build_router(prompts)],
+        routers=[prompt_routes.build_router(prompts), document_routes.build_router(settings)],
         wire=wire,
     )

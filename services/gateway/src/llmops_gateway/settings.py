@@ -17,3 +17,16 @@ class GatewaySettings(ServiceSettings):
         "http://127.0.0.1:8003",
         description="Base URL of the prompts service (GATEWAY_PROMPTS_URL).",
     )
+    ingestion_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="Base URL of the ingestion service (GATEWAY_INGESTION_URL).",
+    )
+    indexer_url: str = Field(
+        "http://127.0.0.1:8002",
+        description="Base URL of the indexer's retrieval API (GATEWAY_INDEXER_URL).",
+    )
+    max_upload_bytes: int = Field(
+        50 * 2**20,
+        ge=1,
+        description="Largest uploaded file; larger ones are reported failed in their job.",
+    )

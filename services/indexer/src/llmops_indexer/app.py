@@ -1,30 +1,48 @@
-"""Embeds chunks into Qdrant and serves retrieval.
+"""Indexer: embeds chunks into Qdrant and serves retrieval (`POST /v1/search`).
 
-Skeleton: it opens Qdrant (embedded, or the server at QDRANT_URL) and validates, commits
-and dead-letters what it consumes; issue #3 adds its behaviour.
+Consumes `docs.chunked`, publishes `docs.indexed`. Retrieval lives here because the
+embedded vector engine can be opened by one process only (the server needs no such rule).
 """
+
+import asyncio
 
 from fastapi import FastAPI
 
-from llmops.events.catalog import Topic
-from llmops.service import ServiceContext, create_service_app, subscribe_skeleton
-from llmops.storage import qdrant_client
+from llmops.embedding.dense import load_dense_encoder
+from llmops.embedding.sparse import Bm25Encoder
+from llmops.events.catalog import CONTRACTS, Topic
+from llmops.service import LateBound, ServiceContext, create_service_app
+from llmops_indexer import api
+from llmops_indexer.chunk_indexer import ChunkIndexer
+from llmops_indexer.retrieval import Retriever
 from llmops_indexer.settings import IndexerSettings
+from llmops_indexer.vector_store import open_vector_store
 
 CONSUMES: tuple[Topic, ...] = (Topic.DOCS_CHUNKED,)
 
 
 def create_app(settings: IndexerSettings) -> FastAPI:
-    consume = subscribe_skeleton(CONSUMES)
+    retriever: LateBound[Retriever] = LateBound("the retriever")
 
     async def wire(context: ServiceContext) -> None:
-        qdrant = qdrant_client(context.settings)
-        context.resources.push_async_callback(qdrant.close)
+        store = open_vector_store(settings, engine=settings.vector_engine)
+        context.resources.push_async_callback(store.close)
+        context.health_checks["qdrant"] = store.ping
+        dense = await asyncio.to_thread(
+            load_dense_encoder,
+            settings.embedding_model,
+            settings.embedding_backend,
+            cache_dir=settings.model_cache_dir,
+            batch_size=settings.embedding_batch_size,
+            threads=settings.embedding_threads,
+        )
+        sparse = Bm25Encoder()
+        retriever.set(Retriever(store=store, dense=dense, sparse=sparse))
+        indexer = ChunkIndexer(
+            store=store, dense=dense, sparse=sparse, db=context.db, bus=context.bus
+        )
+        context.bus.subscribe(CONTRACTS[Topic.DOCS_CHUNKED], indexer.on_chunks)
 
-        async def qdrant_answers() -> None:
-            await qdrant.get_collections()
-
-        context.health_checks["qdrant"] = qdrant_answers
-        consume(context)
-
-    return create_service_app(settings, description=__doc__ or "", wire=wire)
+    return create_service_app(
+        settings, description=__doc__ or "", routers=[api.build_router(retriever)], wire=wire
+    )

@@ -1,9 +1,12 @@
 """Settings of this service: its own env prefix, shared infrastructure variables unprefixed."""
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from llmops.embedding.dense import EmbeddingBackend
 from llmops.settings import Port, ServiceSettings
 
 
@@ -12,3 +15,22 @@ class IndexerSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "indexer"
     port: Port = 8002
+    embedding_backend: EmbeddingBackend = Field(
+        EmbeddingBackend.ONNX,
+        description="torch (sentence-transformers), onnx, or onnx-int8 (onnxruntime directly).",
+    )
+    embedding_batch_size: int = Field(64, ge=1, le=1024, description="Texts per forward pass.")
+    embedding_threads: int | None = Field(
+        None, ge=1, description="CPU threads for embedding; default: all cores."
+    )
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "llmops" / "models",
+        description="Where exported ONNX models are kept between runs.",
+    )
+    vector_engine: Literal["edge", "qdrant-local"] = Field(
+        "edge",
+        description=(
+            "Embedded engine when QDRANT_URL is unset: qdrant-edge (Qdrant's engine, HNSW) "
+            "or qdrant-client's local mode (exact, small collections)."
+        ),
+    )

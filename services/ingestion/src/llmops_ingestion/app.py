@@ -1,19 +1,57 @@
-"""Document ingestion worker: extraction, cleaning, chunking.
+"""Document ingestion: extraction, cleaning, duplicate detection, PII redaction, chunking.
 
-Skeleton: it validates, commits and dead-letters what it consumes; issue #3 adds
-its behaviour.
+Serves the job API (`/v1/jobs`), consumes `docs.ingest.requested` (chunk one document)
+and `docs.indexed` (settle it), and publishes `docs.chunked` and `docs.ingest.status`.
 """
 
 from fastapi import FastAPI
 
-from llmops.events.catalog import Topic
-from llmops.service import create_service_app, subscribe_skeleton
+from llmops.blobs import BlobStore
+from llmops.embedding.models import load_tokenizer
+from llmops.events.catalog import CONTRACTS, Topic
+from llmops.service import ServiceContext, create_service_app
+from llmops_ingestion import api
+from llmops_ingestion.chunking import TokenizerCounter
+from llmops_ingestion.dedup import MinHasher
+from llmops_ingestion.document_pipeline import PipelineTools
+from llmops_ingestion.document_registry import DocumentRegistry
+from llmops_ingestion.extraction import ExtractionLimits
+from llmops_ingestion.ingest_worker import IngestWorker
+from llmops_ingestion.job_store import JobStore
 from llmops_ingestion.settings import IngestionSettings
 
-CONSUMES: tuple[Topic, ...] = (Topic.DOCS_INGEST_REQUESTED,)
+CONSUMES: tuple[Topic, ...] = (Topic.DOCS_INGEST_REQUESTED, Topic.DOCS_INDEXED)
 
 
 def create_app(settings: IngestionSettings) -> FastAPI:
+    tools = PipelineTools(
+        counter=TokenizerCounter(load_tokenizer(settings.embedding_model)),
+        hasher=MinHasher(),
+        limits=ExtractionLimits(
+            max_bytes=settings.max_document_bytes,
+            max_uncompressed_bytes=settings.max_uncompressed_bytes,
+            max_compression_ratio=settings.max_compression_ratio,
+            max_pages=settings.max_pdf_pages,
+        ),
+    )
+
+    def make_worker(context: ServiceContext) -> IngestWorker:
+        return IngestWorker(
+            jobs=JobStore(context.db),
+            documents=DocumentRegistry(context.db),
+            blobs=BlobStore(settings.blob_store_path),
+            bus=context.bus,
+            tools=tools,
+            chunks_per_batch=settings.chunks_per_batch,
+        )
+
+    async def wire(context: ServiceContext) -> None:
+        await JobStore.create_indexes(context.db)
+        await DocumentRegistry.create_indexes(context.db)
+        worker = make_worker(context)
+        context.bus.subscribe(CONTRACTS[Topic.DOCS_INGEST_REQUESTED], worker.on_ingest_requested)
+        context.bus.subscribe(CONTRACTS[Topic.DOCS_INDEXED], worker.on_document_indexed)
+
     return create_service_app(
-        settings, description=__doc__ or "", wire=subscribe_skeleton(CONSUMES)
+        settings, description=__doc__ or "", routers=[api.build_router(make_worker)], wire=wire
     )

@@ -41,10 +41,17 @@ class ServiceClient:
     url_variable: ClassVar[str] = ""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -67,10 +74,17 @@ class ServiceClient:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
     ) -> Any:
-        """Send one request and return its JSON body; raise a `CliError` on any failure."""
+        """Send one request and return its JSON body; raise a `CliError` on any failure.
+
+        `data` and `files` send a multipart form (uploads) instead of a JSON body.
+        """
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(
+                method, path, json=json, params=params, data=data, files=files
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             override = f"pass --url or set {self.url_variable}" if self.url_variable else "--url"
             msg = (

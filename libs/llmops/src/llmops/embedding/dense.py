@@ -1,0 +1,277 @@
+"""Dense text embeddings: the semantic half of hybrid search.
+
+Two ways to run the same sentence-transformers model:
+
+- `torch`: sentence-transformers itself (on CUDA when available); the reference.
+- `onnx` / `onnx-int8`: a cached ONNX export (see `onnx_export.py`) run by onnxruntime,
+  with the model's own fast tokenizer and pooling in numpy. No torch at inference time,
+  and faster on CPU; int8 trades a little accuracy for more speed.
+
+Every backend returns float32 rows that are L2-normalised, whether or not the model
+lists a Normalize module, because the vector store ranks by cosine / dot product.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from llmops.embedding.models import (
+    DEFAULT_EMBEDDING_MODEL,
+    load_tokenizer,
+    model_label,
+    resolve_model_dir,
+)
+from llmops.embedding.onnx_export import ensure_onnx_export
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding, Tokenizer
+
+Embeddings = npt.NDArray[np.float32]
+Pooling = Literal["mean", "cls"]
+_LEGACY_POOLING_KEYS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+
+
+class EmbeddingBackend(StrEnum):
+    """How a dense encoder runs its model."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
+
+
+class UnsupportedModelError(ValueError):
+    """The model's sentence-transformers pipeline has a step the ONNX backends cannot run."""
+
+
+class DenseEncoder(Protocol):
+    """Turns texts into unit-length vectors of a fixed dimension."""
+
+    model: str
+    backend: EmbeddingBackend
+    dimension: int
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str]) -> Embeddings:
+        """Embeddings of `texts`, shape (len(texts), dimension), rows in input order."""
+        ...
+
+
+def load_dense_encoder(
+    model: str = DEFAULT_EMBEDDING_MODEL,
+    backend: EmbeddingBackend = EmbeddingBackend.ONNX,
+    *,
+    cache_dir: Path,
+    batch_size: int = 64,
+    threads: int | None = None,
+) -> DenseEncoder:
+    """A dense encoder for `model` on `backend`; ONNX exports are made once under `cache_dir`.
+
+    `threads` caps the CPU threads used per encode call (None leaves the library default).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if backend is EmbeddingBackend.TORCH:
+        return _TorchEncoder(model, batch_size=batch_size, threads=threads)
+    return _OnnxEncoder(model, backend, cache_dir=cache_dir, batch_size=batch_size, threads=threads)
+
+
+class _TorchEncoder:
+    """sentence-transformers on torch: the reference the ONNX backends are checked against."""
+
+    def __init__(self, model: str, *, batch_size: int, threads: int | None) -> None:
+        import torch  # lazy: optional extra `llmops[embeddings]`, heavy
+        from sentence_transformers import SentenceTransformer  # lazy: as above
+
+        model_dir = resolve_model_dir(model)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+        self._batch_size = batch_size
+        self.model = model_label(model)
+        self.backend = EmbeddingBackend.TORCH
+        self.dimension = _required(self._model.get_embedding_dimension(), "dimension", model_dir)
+        self.max_tokens = _required(self._model.max_seq_length, "max_seq_length", model_dir)
+
+    def encode(self, texts: Sequence[str]) -> Embeddings:
+        """Embeddings of `texts`; sentence-transformers sorts by length and batches itself."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class _OnnxEncoder:
+    """An ONNX export run by onnxruntime, tokenised and pooled as sentence-transformers does."""
+
+    def __init__(
+        self,
+        model: str,
+        backend: EmbeddingBackend,
+        *,
+        cache_dir: Path,
+        batch_size: int,
+        threads: int | None,
+    ) -> None:
+        import onnxruntime  # type: ignore[import-untyped]  # no type hints; lazy: optional
+
+        model_dir = resolve_model_dir(model)
+        pooling, self.dimension, self.max_tokens = _read_pipeline(model_dir)
+        path = ensure_onnx_export(model, cache_dir, int8=backend is EmbeddingBackend.ONNX_INT8)
+
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        available = onnxruntime.get_available_providers()
+        providers = [
+            name for name in ("CUDAExecutionProvider", "CPUExecutionProvider") if name in available
+        ]
+        self._session: Any = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=providers
+        )
+        self._inputs = {node.name for node in self._session.get_inputs()}
+        self._tokenizer: Tokenizer = load_tokenizer(model)
+        # Pad per batch by hand (see _batch_inputs), so only truncation is configured here.
+        self._tokenizer.enable_truncation(max_length=self.max_tokens)
+        self._pad_id = _pad_token_id(model_dir)
+        self._pooling: Pooling = pooling
+        self._batch_size = batch_size
+        self.model = model_label(model)
+        self.backend = backend
+
+    def encode(self, texts: Sequence[str]) -> Embeddings:
+        """Embeddings of `texts`, batched longest first so each batch carries little padding."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids), reverse=True)
+        for start in range(0, len(order), self._batch_size):
+            rows = order[start : start + self._batch_size]
+            out[rows] = self._embed([encodings[i] for i in rows])
+        return out
+
+    def _embed(self, batch: list[Encoding]) -> Embeddings:
+        """Pooled, L2-normalised embeddings of one batch of tokenised texts."""
+        inputs = self._batch_inputs(batch)
+        feeds = {name: array for name, array in inputs.items() if name in self._inputs}
+        hidden: npt.NDArray[np.float32] = self._session.run(["last_hidden_state"], feeds)[0]
+        if self._pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = inputs["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        unit: Embeddings = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
+
+    def _batch_inputs(self, batch: list[Encoding]) -> dict[str, npt.NDArray[np.int64]]:
+        """Model inputs for `batch`, right-padded to its longest text."""
+        width = max(len(encoding.ids) for encoding in batch)
+        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(batch), width), dtype=np.int64)
+        token_type_ids = np.zeros((len(batch), width), dtype=np.int64)
+        for row, encoding in enumerate(batch):
+            length = len(encoding.ids)
+            input_ids[row, :length] = encoding.ids
+            attention_mask[row, :length] = 1
+            token_type_ids[row, :length] = encoding.type_ids
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+        }
+
+
+def _read_pipeline(model_dir: Path) -> tuple[Pooling, int, int]:
+    """Pooling mode, embedding dimension and token limit from the sentence-transformers files.
+
+    Only Transformer -> Pooling (mean or cls) -> optional Normalize pipelines are supported;
+    anything else (Dense layers, max pooling, ...) must use the torch backend.
+    """
+    modules_file = model_dir / "modules.json"
+    # A plain transformers checkpoint: sentence-transformers would add mean pooling.
+    modules: list[dict[str, Any]] = (
+        json.loads(modules_file.read_text()) if modules_file.is_file() else []
+    )
+    config = _read_json(model_dir / "config.json")
+    transformer_dir = model_dir
+    pooling_config: dict[str, Any] = {}
+    for module in modules:
+        kind = str(module["type"]).rsplit(".", 1)[-1]
+        if kind == "Transformer":
+            transformer_dir = model_dir / str(module.get("path", ""))
+        elif kind == "Pooling":
+            pooling_config = _read_json(model_dir / str(module["path"]) / "config.json")
+        elif kind != "Normalize":
+            raise UnsupportedModelError(
+                f"{model_dir}: module {module['type']} is not supported by the ONNX backends; "
+                f"use the {EmbeddingBackend.TORCH} backend"
+            )
+    dimension = int(
+        pooling_config.get("word_embedding_dimension")
+        or pooling_config.get("embedding_dimension")
+        or config["hidden_size"]
+    )
+    return _pooling_mode(pooling_config, model_dir), dimension, _max_tokens(transformer_dir, config)
+
+
+def _pooling_mode(config: dict[str, Any], model_dir: Path) -> Pooling:
+    """The single pooling mode of a Pooling config, in the current or the legacy keys."""
+    mode = config.get("pooling_mode")
+    if mode is None:
+        active = [key for key, on in config.items() if key.startswith("pooling_mode_") and on]
+        if not active:
+            mode = "mean"  # sentence-transformers' default
+        elif len(active) == 1:
+            mode = _LEGACY_POOLING_KEYS.get(active[0])
+    if mode in ("mean", "cls"):
+        return cast("Pooling", mode)
+    raise UnsupportedModelError(
+        f"{model_dir}: pooling {config} is not supported by the ONNX backends (mean or cls only); "
+        f"use the {EmbeddingBackend.TORCH} backend"
+    )
+
+
+def _max_tokens(transformer_dir: Path, config: dict[str, Any]) -> int:
+    """The model's sequence limit: sentence-transformers' max_seq_length, else the tokenizer's."""
+    sbert = _read_json(transformer_dir / "sentence_bert_config.json")
+    if isinstance(sbert.get("max_seq_length"), int):
+        return int(sbert["max_seq_length"])
+    limit = int(_read_json(transformer_dir / "tokenizer_config.json").get("model_max_length", 512))
+    positions = config.get("max_position_embeddings")
+    return min(limit, positions) if isinstance(positions, int) and positions > 0 else limit
+
+
+def _pad_token_id(model_dir: Path) -> int:
+    """The id padded positions carry; masked out, so any valid id works and 0 is the fallback."""
+    pad = _read_json(model_dir / "config.json").get("pad_token_id")
+    return pad if isinstance(pad, int) else 0
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when the optional file is absent."""
+    if not path.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _required(value: int | None, what: str, model_dir: Path) -> int:
+    """`value`, or a clear error when sentence-transformers could not tell it."""
+    if value is None:
+        raise UnsupportedModelError(f"{model_dir}: sentence-transformers reports no {what}")
+    return value
