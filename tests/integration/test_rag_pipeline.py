@@ -21,8 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from opentelemetry.sdk.trace import TracerProvider
-from rag_corpus import QUESTIONS, CorpusFile, bad_files, duplicates, good_corpus
+from rag_corpus import PASSWORD_RESET, QUESTIONS, CorpusFile, bad_files, duplicates, good_corpus
 
 from llmops.bus import EventBus
 from llmops.cli.main import main as cli_main
@@ -427,3 +429,21 @@ async def test_cli_ingests_a_folder_and_reports_each_failure(
     status = await asyncio.to_thread(cli_main, argv)
     out, _ = capsys.readouterr()
     assert "skipped: refunds.txt: unchanged" in out
+
+
+async def test_cli_ingests_a_list_of_urls(rag: RagStack, tmp_path: Path) -> None:
+    site = FastAPI()
+
+    @site.get("/help/faq.md")
+    async def faq() -> PlainTextResponse:
+        return PlainTextResponse(PASSWORD_RESET, media_type="text/markdown")
+
+    async with serving(site) as site_url:
+        url_list = tmp_path / "urls.txt"
+        url_list.write_text(f"# the public help site\n{site_url}/help/faq.md\n")
+        argv = ["ingest", "--url-list", str(url_list), "-c", "web", "--tenant", "acme"]
+        status = await asyncio.to_thread(cli_main, [*argv, "--url", str(rag.gateway.base_url)])
+
+    assert status == 0
+    hits = await rag.search(QUESTIONS[1].text, collection="web", top_k=1)
+    assert hits[0]["source"] == f"{site_url}/help/faq.md"

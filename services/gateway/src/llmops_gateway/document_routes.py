@@ -180,12 +180,17 @@ def _options(raw: str | None) -> CollectionOptions | None:
 
 
 async def _forward(
-    context: ServiceContext, method: str, url: str, tenant: str, json: Any = None
+    context: ServiceContext,
+    method: str,
+    url: str,
+    tenant: str,
+    json: Any = None,
+    params: dict[str, str] | None = None,
 ) -> JSONResponse:
     """Call an internal service for the tenant and relay its answer as is."""
     try:
         response = await context.http.request(
-            method, url, json=json, headers={TENANT_HEADER: tenant}
+            method, url, json=json, params=params, headers={TENANT_HEADER: tenant}
         )
     except httpx.HTTPError as exc:
         service = httpx.URL(url).netloc.decode()

@@ -53,10 +53,17 @@ def build_router(make_worker: WorkerFactory) -> APIRouter:
         return await worker.submit(tenant, body)
 
     @router.get("/jobs/{job_id}")
-    async def get_job(job_id: str, jobs: Jobs, tenant: TenantId = DEFAULT_TENANT) -> JobView:
+    async def get_job(
+        job_id: str,
+        jobs: Jobs,
+        tenant: TenantId = DEFAULT_TENANT,
+        items: Annotated[
+            bool, Query(description="List every document (false: counts only)")
+        ] = True,
+    ) -> JobView:
         """A job's state, counts, per-document outcomes and, once finished, its data report."""
         try:
-            return await jobs.view(job_id, tenant)
+            return await jobs.view(job_id, tenant, with_items=items)
         except JobNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
 

@@ -47,7 +47,6 @@ def create_app(settings: IngestionSettings) -> FastAPI:
 
     async def wire(context: ServiceContext) -> None:
         await JobStore.create_indexes(context.db)
-        await DocumentRegistry.create_indexes(context.db)
         worker = make_worker(context)
         context.bus.subscribe(CONTRACTS[Topic.DOCS_INGEST_REQUESTED], worker.on_ingest_requested)
         context.bus.subscribe(CONTRACTS[Topic.DOCS_INDEXED], worker.on_document_indexed)

@@ -2,17 +2,23 @@
 
 Versions only grow: re-ingesting changed content makes version n+1 (the indexer then
 drops version n's chunks); deleting a document makes an empty version. The fingerprints
-find exact duplicates (same normalised text) and near duplicates (MinHash LSH bands,
-matched with one indexed `$in` query) among the live documents of a collection.
+find exact duplicates (same normalised text) and near duplicates (MinHash LSH bands)
+among the live documents of a collection.
+
+Every lookup goes by `_id`: the fingerprint and each band key of a collection are
+documents of their own (`document_fingerprints`, `document_bands`) naming the documents
+that have them. A query on any other field is a full scan on servers that push only
+`_id` filters down (FerretDB's SQLite backend), which made ingestion quadratic.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pymongo import ASCENDING
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops.storage import MongoDocument
@@ -52,20 +58,16 @@ class DocumentRegistry:
 
     def __init__(self, db: AsyncDatabase[MongoDocument]) -> None:
         self._documents = db["documents"]
-
-    @staticmethod
-    async def create_indexes(db: AsyncDatabase[MongoDocument]) -> None:
-        documents = db["documents"]
-        await documents.create_index(
-            [("tenant", ASCENDING), ("collection", ASCENDING), ("fingerprint", ASCENDING)]
-        )
-        await documents.create_index(
-            [("tenant", ASCENDING), ("collection", ASCENDING), ("bands", ASCENDING)]
-        )
+        self._fingerprints = db["document_fingerprints"]
+        self._bands = db["document_bands"]
 
     @staticmethod
     def _key(tenant: str, document_id: str) -> str:
         return f"{tenant}/{document_id}"
+
+    @staticmethod
+    def _scoped(tenant: str, collection: str, value: str) -> str:
+        return f"{tenant}/{collection}/{value}"
 
     async def current(self, tenant: str, document_id: str) -> DocumentRecord | None:
         found = await self._documents.find_one({"_id": self._key(tenant, document_id)})
@@ -75,16 +77,16 @@ class DocumentRegistry:
         self, tenant: str, collection: str, fingerprint: str, *, excluding: str
     ) -> DocumentRecord | None:
         """A live document of the collection with the same normalised text."""
-        found = await self._documents.find_one(
-            {
-                "tenant": tenant,
-                "collection": collection,
-                "fingerprint": fingerprint,
-                "deleted": False,
-                "document_id": {"$ne": excluding},
-            }
+        holders = await self._fingerprints.find_one(
+            {"_id": self._scoped(tenant, collection, fingerprint)}
         )
-        return None if found is None else _record(found)
+        for document_id in holders["documents"] if holders else []:
+            if document_id == excluding:
+                continue
+            record = await self.current(tenant, document_id)
+            if record and not record.deleted and record.fingerprint == fingerprint:
+                return record
+        return None
 
     async def near_duplicate(
         self,
@@ -97,17 +99,20 @@ class DocumentRegistry:
         threshold: float,
     ) -> tuple[DocumentRecord, float] | None:
         """The most similar live document sharing an LSH band, if similar enough."""
-        cursor = self._documents.find(
-            {
-                "tenant": tenant,
-                "collection": collection,
-                "bands": {"$in": list(bands)},
-                "deleted": False,
-                "document_id": {"$ne": excluding},
-            }
-        )
+        lookups = [
+            self._bands.find_one({"_id": self._scoped(tenant, collection, band)}) for band in bands
+        ]
+        candidates: set[str] = set()
+        for holders in await asyncio.gather(*lookups):
+            candidates.update(holders["documents"] if holders else ())
+        candidates.discard(excluding)
         best: tuple[DocumentRecord, float] | None = None
-        async for found in cursor:
+        for document_id in sorted(candidates):
+            found = await self._documents.find_one({"_id": self._key(tenant, document_id)})
+            if found is None or found.get("deleted") or not set(bands) & set(found["bands"]):
+                continue  # gone, or no longer has the band (changed since)
+            if len(found["signature"]) != len(signature):
+                continue  # written under another MinHash configuration: not comparable
             similarity = MinHasher.similarity(signature, found["signature"])
             if similarity >= threshold and (best is None or similarity > best[1]):
                 best = (_record(found), similarity)
@@ -117,6 +122,20 @@ class DocumentRegistry:
         self, tenant: str, collection: str, document_id: str, version: int, new: DocumentVersion
     ) -> None:
         """Make `version` the live one (idempotent: a redelivery writes the same fields)."""
+        await self._fingerprints.update_one(
+            {"_id": self._scoped(tenant, collection, new.fingerprint)},
+            {"$addToSet": {"documents": document_id}},
+            upsert=True,
+        )
+        if new.bands:
+            holds = {"$addToSet": {"documents": document_id}}
+            await self._bands.bulk_write(
+                [
+                    UpdateOne({"_id": self._scoped(tenant, collection, band)}, holds, upsert=True)
+                    for band in new.bands
+                ],
+                ordered=False,
+            )
         await self._documents.update_one(
             {"_id": self._key(tenant, document_id)},
             {

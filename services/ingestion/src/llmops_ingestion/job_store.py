@@ -176,11 +176,12 @@ class JobStore:
             {"$set": update},
         )
 
-    async def view(self, job_id: str, tenant: str) -> JobView:
+    async def view(self, job_id: str, tenant: str, *, with_items: bool = True) -> JobView:
+        """The job for its tenant; `with_items=False` skips the per-document list (polling)."""
         found = await self._jobs.find_one({"_id": job_id})
         if found is None or found["tenant"] != tenant:
             raise JobNotFoundError(f"no ingest job {job_id}")
-        items = [record.item for record in await self.items(job_id)]
+        items = [record.item for record in await self.items(job_id)] if with_items else []
         record = _job_record(found)
         report = found.get("report")
         return JobView(

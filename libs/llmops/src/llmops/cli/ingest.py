@@ -148,16 +148,12 @@ def _upload(
 def _follow(
     client: GatewayClient, job_ids: Sequence[str], *, total: int, timeout: float
 ) -> list[JobView]:
-    """Poll the jobs until all are final, drawing one progress bar over their documents."""
+    """Poll the jobs (counts only) until all are final, drawing one progress bar; then read
+    them whole, with every document's outcome."""
     deadline = time.monotonic() + timeout
     with tqdm(total=total, unit="doc", desc="ingesting", file=sys.stderr) as bar:
         while True:
-            jobs = [
-                client.parse(
-                    JobView, client.request("GET", f"/v1/documents/jobs/{job_id}"), what="a job"
-                )
-                for job_id in job_ids
-            ]
+            jobs = [_job(client, job_id, items=False) for job_id in job_ids]
             settled = sum(
                 j.counts.documents_done + j.counts.documents_failed + j.counts.documents_skipped
                 for j in jobs
@@ -165,13 +161,19 @@ def _follow(
             bar.update(settled - bar.n)
             bar.set_postfix(chunks=sum(j.counts.chunks for j in jobs))
             if all(job.state in _FINAL_JOB_STATES for job in jobs):
-                return jobs
+                return [_job(client, job_id, items=True) for job_id in job_ids]
             if time.monotonic() > deadline:
                 raise CliError(
                     f"jobs still running after {timeout:.0f}s: {', '.join(job_ids)} "
                     "(follow them with GET /v1/documents/jobs/<id>)"
                 )
             time.sleep(0.5)
+
+
+def _job(client: GatewayClient, job_id: str, *, items: bool) -> JobView:
+    path = f"/v1/documents/jobs/{job_id}"
+    answer = client.request("GET", path, params={"items": str(items).lower()})
+    return client.parse(JobView, answer, what="a job")
 
 
 def _print_outcome(jobs: Sequence[JobView]) -> None:
