@@ -63,7 +63,7 @@ def chunk(
 ) -> ChunkPoint:
     chunk_id = f"{document_id}:{version}:{ordinal}"
     return ChunkPoint(
-        point_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{collection}/{chunk_id}")),
+        point_id=str(uuid.uuid5(uuid.NAMESPACE_URL, repr((tenant, collection, chunk_id)))),
         dense=dense,
         sparse=SparseVector(indices=list(terms), values=[1.0] * len(terms)),
         payload={
@@ -178,6 +178,19 @@ async def test_another_tenant_never_sees_the_points(store: VectorStore) -> None:
     )
     assert removed == 0
     assert await store.count(NAME, tenant="acme", collection="handbook") == 1
+
+
+async def test_tenant_and_collection_names_cannot_blur_into_each_other(
+    store: VectorStore,
+) -> None:
+    slashed_tenant = chunk(unit(0), tenant="a/b", collection="c")
+    slashed_collection = chunk(unit(0), tenant="a", collection="b/c")
+    await store.upsert(NAME, [slashed_tenant, slashed_collection])
+
+    hits = await store.search(NAME, dense_query(unit(0), tenant="a", collection="b/c"))
+
+    assert ids(hits) == [slashed_collection.point_id]
+    assert await store.count(NAME, tenant="a/b", collection="c") == 1
 
 
 async def test_collections_of_one_tenant_are_separate(store: VectorStore) -> None:

@@ -8,7 +8,7 @@ import asyncio
 
 from fastapi import FastAPI
 
-from llmops.embedding.dense import load_dense_encoder
+from llmops.embedding.dense import DenseEncoder, load_dense_encoder
 from llmops.embedding.sparse import Bm25Encoder
 from llmops.events.catalog import CONTRACTS, Topic
 from llmops.service import LateBound, ServiceContext, create_service_app
@@ -21,6 +21,17 @@ from llmops_indexer.vector_store import open_vector_store
 CONSUMES: tuple[Topic, ...] = (Topic.DOCS_CHUNKED,)
 
 
+def load_encoder(settings: IndexerSettings) -> DenseEncoder:
+    """The dense encoder the settings name (model, backend, batch size, threads)."""
+    return load_dense_encoder(
+        settings.embedding_model,
+        settings.embedding_backend,
+        cache_dir=settings.model_cache_dir,
+        batch_size=settings.embedding_batch_size,
+        threads=settings.embedding_threads,
+    )
+
+
 def create_app(settings: IndexerSettings) -> FastAPI:
     retriever: LateBound[Retriever] = LateBound("the retriever")
 
@@ -28,14 +39,7 @@ def create_app(settings: IndexerSettings) -> FastAPI:
         store = open_vector_store(settings, engine=settings.vector_engine)
         context.resources.push_async_callback(store.close)
         context.health_checks["qdrant"] = store.ping
-        dense = await asyncio.to_thread(
-            load_dense_encoder,
-            settings.embedding_model,
-            settings.embedding_backend,
-            cache_dir=settings.model_cache_dir,
-            batch_size=settings.embedding_batch_size,
-            threads=settings.embedding_threads,
-        )
+        dense = await asyncio.to_thread(load_encoder, settings)
         sparse = Bm25Encoder()
         retriever.set(Retriever(store=store, dense=dense, sparse=sparse))
         indexer = ChunkIndexer(

@@ -224,15 +224,21 @@ def search_scope(query: SearchQuery) -> list[PayloadMatch]:
     search and can never reach another tenant's points.
     """
     scope = document_scope(tenant=query.tenant, collection=query.collection)
+    return [*scope, *caller_conditions(query)]
+
+
+def caller_conditions(query: SearchQuery) -> list[PayloadMatch]:
+    """The conditions a caller adds inside its scope: metadata filters and document ids."""
+    conditions: list[PayloadMatch] = []
     for key, wanted in query.filters.items():
         if not _METADATA_KEY.match(key):
             msg = f"invalid metadata filter key {key!r}: use letters, digits, '_', '-'"
             raise ValueError(msg)
         values = (wanted,) if isinstance(wanted, str) else tuple(wanted)
-        scope.append(PayloadMatch(f"metadata.{key}", values))
+        conditions.append(PayloadMatch(f"metadata.{key}", values))
     if query.document_ids is not None:
-        scope.append(PayloadMatch("document_id", tuple(query.document_ids)))
-    return scope
+        conditions.append(PayloadMatch("document_id", tuple(query.document_ids)))
+    return conditions
 
 
 def matches_nothing(scope: Sequence[PayloadMatch]) -> bool:

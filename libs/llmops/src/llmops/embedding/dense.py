@@ -73,7 +73,8 @@ def load_dense_encoder(
 ) -> DenseEncoder:
     """A dense encoder for `model` on `backend`; ONNX exports are made once under `cache_dir`.
 
-    `threads` caps the CPU threads used per encode call (None leaves the library default).
+    `threads` caps intra-op CPU threads (None keeps the library default); on torch this
+    is `torch.set_num_threads`, which applies to the whole process.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
