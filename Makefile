@@ -12,7 +12,7 @@ DEVSTACK := $(PY) infra/local/devstack.py
 PYTEST_ARGS ?=
 LINT_PATHS := libs services tests bench infra
 
-.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts
+.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts bench-ingest
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,3 +59,7 @@ bench: setup ## Run the benchmarks in bench/ (each prints one JSON line last)
 
 bench-prompts: setup ## Prompt resolve + render: gateway cache vs prompts service
 	$(DEVSTACK) with-infra -- $(PY) bench/prompts_render.py
+
+bench-ingest: setup ## RAG ingestion: pipeline vs raw encode vs LlamaIndex; search latency, recall
+	$(UV) sync --frozen --group bench --python $(PYTHON)
+	$(DEVSTACK) with-infra -- $(PY) bench/ingest_throughput.py
