@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API the gateway serves and the inference service speaks."""
