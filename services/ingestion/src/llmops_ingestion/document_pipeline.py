@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llmops.rag.jobs import CollectionOptions
+from llmops.redaction import redact_pii
 from llmops_ingestion.chunking import ChunkingConfig, TextChunk, TokenCounter, chunk_text
 from llmops_ingestion.dedup import MinHasher, content_fingerprint
 from llmops_ingestion.extraction import ExtractionLimits, detect_content_type, extract
-from llmops_ingestion.redaction import redact_pii
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,15 @@ class PromptOptions(BaseModel):
         return self
 
 
+class CallMetadata(BaseModel):
+    """Extension: who and what the call is for, recorded with it (never forwarded)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str | None = Field(None, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -102,9 +111,7 @@ class ChatCompletionRequest(BaseModel):
     # platform extensions, never forwarded upstream
     rag: RagOptions | None = None
     prompt: PromptOptions | None = None
-    metadata: dict[str, str] | None = Field(
-        None, description="Free-form tags recorded with the call (e.g. session, feature)."
-    )
+    metadata: CallMetadata | None = None
 
     @model_validator(mode="after")
     def _has_messages(self) -> ChatCompletionRequest:

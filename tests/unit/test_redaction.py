@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from llmops_ingestion.redaction import PiiKind, Redaction, redact_pii
+from llmops.redaction import PiiKind, Redaction, redact_pii
 
 
 @pytest.mark.parametrize(
