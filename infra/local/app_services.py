@@ -89,6 +89,8 @@ def environment(
         **config.storage_env(),
         "LLMOPS_ENV": "development",
         service.port_var: str(service.port),
+        # each stack (and each service) spools its undelivered events in its own data dir
+        "EVENT_SPOOL_PATH": str(config.data_dir / "spool" / service.name),
         **peer_urls,
         "PYTHONUNBUFFERED": "1",  # log lines reach logs/<name>.log as they happen
     }

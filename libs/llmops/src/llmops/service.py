@@ -25,6 +25,8 @@ from llmops.bus import EventBus
 from llmops.settings import ServiceSettings
 from llmops.storage import MongoDocument, mongo_client
 from llmops.telemetry import ServiceMetrics, configure_tracing, get_logger, traced_http_client
+from llmops.telemetry.metrics import HttpMetricsMiddleware
+from llmops.telemetry.request_context import RequestContextMiddleware
 
 _log = get_logger(__name__)
 
@@ -44,6 +46,9 @@ class ServiceContext:
     http: httpx.AsyncClient
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    informational_checks: set[str] = field(default_factory=set)
+    """Checks reported by `/healthz` that do not make the service unready (e.g. `kafka`
+    for a service that spools its events through an outage)."""
 
     @property
     def db(self) -> AsyncDatabase[MongoDocument]:
@@ -115,7 +120,8 @@ def create_service_app(
 
     title = f"llmops {settings.service_name}"
     app = FastAPI(title=title, description=description, lifespan=lifespan)
-    app.middleware("http")(metrics.http_middleware)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware)
     for router in routers:
         app.include_router(router)
 
@@ -125,7 +131,11 @@ def create_service_app(
     async def healthz(request: Request) -> JSONResponse:
         context = cast(ServiceContext, request.app.state.context)
         checks = await _health_checks(context)
-        ok = all(state == "ok" for state in checks.values())
+        ok = all(
+            state == "ok"
+            for name, state in checks.items()
+            if name not in context.informational_checks
+        )
         body: dict[str, Any] = {
             "status": "ok" if ok else "unavailable",
             "service": settings.service_name,
@@ -137,8 +147,13 @@ def create_service_app(
     async def prometheus_metrics() -> Any:
         return metrics.render()
 
+    # One server span per request: the ASGI receive/send sub-spans (one per streamed
+    # chunk) cost more than they tell.
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=tracer_provider, excluded_urls="healthz,metrics"
+        app,
+        tracer_provider=tracer_provider,
+        excluded_urls="healthz,metrics",
+        exclude_spans=["receive", "send"],
     )
     return app
 

@@ -57,6 +57,25 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = Field(
         0.2, gt=0, le=30, validation_alias="CONSUMER_RETRY_BACKOFF_S"
     )
+    event_spool_path: Path | None = Field(
+        None,
+        validation_alias="EVENT_SPOOL_PATH",
+        description="Directory where events wait while Kafka is unreachable; one per process. "
+        "Unset: .llmops/data/spool/<service>.",
+    )
+    event_spool_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        validation_alias="EVENT_SPOOL_MAX_BYTES",
+        description="Spool size bound; when full, the newest events are dropped and counted.",
+    )
+    event_send_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        validation_alias="EVENT_SEND_TIMEOUT_S",
+        description="How long a send may go unacknowledged before Kafka counts as unreachable.",
+    )
 
     mongodb_url: SecretStr = Field(
         SecretStr("mongodb://127.0.0.1:27017"), validation_alias="MONGODB_URL"
@@ -114,6 +133,11 @@ class ServiceSettings(BaseSettings):
                 msg = f"LLMOPS_ENV=production refuses local defaults: set {names}"
                 raise ValueError(msg)
         return self
+
+    @property
+    def spool_path(self) -> Path:
+        """This process's event spool directory (`EVENT_SPOOL_PATH`, else one per service)."""
+        return self.event_spool_path or Path(".llmops/data/spool") / self.service_name
 
     @property
     def consumer_group(self) -> str:

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from llmops.events.base import P, Payload, TopicContract
 from llmops.events.catalog import CONTRACTS
-from llmops.events.codec import EventCodec, EventDecodeError
+from llmops.events.codec import EncodedEvent, EventCodec, EventDecodeError
 from llmops.events.envelope import Envelope, new_event
 from llmops.settings import ServiceSettings
 from llmops.telemetry.logs import bind_tenant, get_logger
@@ -70,6 +70,7 @@ class EventBus:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracer_provider = tracer_provider
         self.service = settings.service_name
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
@@ -113,12 +114,24 @@ class EventBus:
 
     # -- publishing -----------------------------------------------------------------------
 
-    async def publish(self, event: Envelope[Any]) -> None:
-        """Validate and send an event to its topic, keyed by its subject."""
+    def contract_for(self, event: Envelope[Any]) -> TopicContract[Any]:
+        """The contract of the topic that carries `event`; LookupError for an unknown type."""
         contract = self._contracts.get(event.type)
         if contract is None:
             msg = f"no topic carries events of type {event.type!r}"
             raise LookupError(msg)
+        return contract
+
+    def encode(self, event: Envelope[Any]) -> EncodedEvent:
+        """Validate `event` against its topic's schema and serialize it for the wire."""
+        return self.codec(self.contract_for(event)).encode(event)
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        """Validate and send an event to its topic, keyed by its subject.
+
+        This awaits the broker; request paths use `EventOutbox.submit`, which never waits.
+        """
+        contract = self.contract_for(event)
         encoded = self.codec(contract).encode(event)
         await self.broker.publish(
             encoded.value,

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ServiceMetrics:
@@ -58,26 +59,71 @@ class ServiceMetrics:
             ["service", "topic", "reason"],
             registry=self.registry,
         )
+        # The outbox (llmops.bus.outbox): events published from request paths.
+        self.events_delivered = Counter(
+            "llmops_events_delivered_total",
+            "Outbox events Kafka acknowledged, by path: direct, spool (sent after an outage) "
+            "or found (already on the topic after an interrupted send, not sent again).",
+            ["service", "topic", "via"],
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "llmops_events_dropped_total",
+            "Outbox events given up, by reason: spool_full, queue_full, invalid, rejected, "
+            "corrupt, spool_error, error.",
+            ["service", "reason"],
+            registry=self.registry,
+        )
+        self.events_spooled = Gauge(
+            "llmops_events_spooled",
+            "Events waiting in the on-disk spool for Kafka to be reachable.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.event_spool_bytes = Gauge(
+            "llmops_event_spool_bytes",
+            "Bytes the on-disk event spool occupies (EVENT_SPOOL_MAX_BYTES bounds it).",
+            ["service"],
+            registry=self.registry,
+        )
         self.service = service
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def http_middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Count and time requests by route template (not raw path, to bound cardinality)."""
+
+class HttpMetricsMiddleware:
+    """Counts and times requests by route template (not raw path, to bound cardinality).
+
+    Pure ASGI rather than `BaseHTTPMiddleware`: no extra task per request, and streamed
+    responses keep their own disconnect handling. A streamed response is timed until
+    its last byte.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_and_watch)
         finally:
             # Routing leaves the matched route in the scope (included routers too).
-            matched = request.scope.get("route")
-            route = str(getattr(matched, "path", "unmatched"))
-            self.http_latency.labels(self.service, request.method, route).observe(
+            route = str(getattr(scope.get("route"), "path", "unmatched"))
+            method, service = scope["method"], self.metrics.service
+            self.metrics.http_latency.labels(service, method, route).observe(
                 time.perf_counter() - started
             )
-            self.http_requests.labels(self.service, request.method, route, str(status)).inc()
+            self.metrics.http_requests.labels(service, method, route, str(status)).inc()

@@ -1,0 +1,23 @@
+"""Fixtures for integration tests that need more than the shared broker and database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from private_kafka import PrivateKafka
+
+
+@pytest.fixture
+async def private_kafka(tmp_path: Path) -> AsyncIterator[PrivateKafka]:
+    """A running Kafka broker of this test's own, which it may stop, pause and restart.
+
+    See `private_kafka.PrivateKafka`; removed (SIGTERM, then SIGKILL) after the test.
+    """
+    broker = PrivateKafka(tmp_path / "private-kafka")
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
