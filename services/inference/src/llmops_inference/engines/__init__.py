@@ -1,0 +1,1 @@
+"""Model engines behind one interface: transformers (in process), remote, vLLM (a child process)."""
