@@ -45,7 +45,7 @@ ENV PYTHONUNBUFFERED=1 \
 RUN groupadd --system --gid 10001 llmops \
     && useradd --system --uid 10001 --gid llmops --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin llmops \
-    && install -d -o 10001 -g 10001 /var/lib/llmops /var/lib/llmops/blobs /var/lib/llmops/models
+    && install -d -o 10001 -g 10001 /var/lib/llmops /var/lib/llmops/blobs /var/lib/llmops/models /var/lib/llmops/spool
 # ^ volume mount points owned by the service user (a new named volume takes this owner)
 COPY --chmod=0755 infra/docker/healthcheck.py /usr/local/bin/llmops-healthcheck
 WORKDIR /app

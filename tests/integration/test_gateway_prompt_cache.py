@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llmops.testing import SettingsFactory, serving, wait_until
+from llmops.testing import SettingsFactory, bearer, create_api_key, serving, wait_until
 from llmops_gateway.app import create_app as create_gateway
 from llmops_gateway.settings import GatewaySettings
 from llmops_prompts.app import create_app as create_prompts
@@ -19,6 +19,7 @@ from llmops_prompts.settings import PromptsSettings
 pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
 
 VARIABLES = {"question": "Where is my invoice?"}
+ADMIN_KEY = "sk-llmops-test-admin-0123456789abcdef"
 
 
 def _spec(greeting: str) -> dict[str, Any]:
@@ -40,12 +41,15 @@ async def test_label_move_reaches_the_gateway_cache_through_the_event(
     service_settings: SettingsFactory,
 ) -> None:
     async with serving(create_prompts(service_settings(PromptsSettings))) as prompts_url:
-        gateway_app = create_gateway(service_settings(GatewaySettings, prompts_url=prompts_url))
+        gateway_settings = service_settings(
+            GatewaySettings, prompts_url=prompts_url, admin_key=ADMIN_KEY
+        )
         async with (
             httpx.AsyncClient(base_url=prompts_url) as registry,
-            serving(gateway_app) as gateway_url,
+            serving(create_gateway(gateway_settings)) as gateway_url,
             httpx.AsyncClient(base_url=gateway_url) as gateway,
         ):
+            gateway.headers.update(bearer(await create_api_key(gateway, ADMIN_KEY, role="analyst")))
 
             async def create(greeting: str) -> None:
                 body = {"spec": _spec(greeting), "author": "ana", "message": ""}
@@ -95,8 +99,8 @@ async def test_label_move_reaches_the_gateway_cache_through_the_event(
             unknown = await gateway.post("/v1/prompts/nope/render", json={"variables": {}})
             bad = await gateway.post("/v1/prompts/support/render", json={"variables": {}})
             assert unknown.status_code == 404
-            assert bad.status_code == 422
-            assert bad.json()["detail"]["problems"][0]["variable"] == "question"
+            assert bad.status_code == 400
+            assert bad.json()["error"]["param"] == "variables.question"
 
 
 async def _at_least(probe: Callable[[], Any], expected: float) -> bool:

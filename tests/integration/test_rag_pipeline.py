@@ -32,8 +32,15 @@ from llmops.events.catalog import CONTRACTS, IngestRequested, Topic
 from llmops.rag.ids import vector_collection_name
 from llmops.settings import ServiceSettings
 from llmops.telemetry import ServiceMetrics
-from llmops.tenancy import TENANT_HEADER
-from llmops.testing import SettingsFactory, headers_of, read_topic, serving, wait_until
+from llmops.testing import (
+    SettingsFactory,
+    bearer,
+    create_api_key,
+    headers_of,
+    read_topic,
+    serving,
+    wait_until,
+)
 from llmops_gateway.app import create_app as create_gateway
 from llmops_gateway.settings import GatewaySettings
 from llmops_indexer.app import create_app as create_indexer
@@ -45,6 +52,8 @@ from llmops_ingestion.settings import IngestionSettings
 pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
 
 GATEWAY_UPLOAD_LIMIT = 400_000
+ADMIN_KEY = "sk-llmops-test-admin-0123456789abcdef"
+TENANTS = ("acme", "globex", "default")
 FINAL_STATES = {"completed", "completed_with_errors", "failed"}
 
 
@@ -54,9 +63,24 @@ class RagStack:
     ingestion_url: str
     indexer_url: str | None
     settings: ServiceSettings
+    keys: dict[str, str]  # tenant -> API key secret
+
+    @classmethod
+    async def open(
+        cls,
+        gateway: httpx.AsyncClient,
+        ingestion_url: str,
+        indexer_url: str | None,
+        settings: ServiceSettings,
+    ) -> RagStack:
+        """The stack with an app key per tenant: the gateway takes the tenant from the key."""
+        keys = {
+            tenant: await create_api_key(gateway, ADMIN_KEY, tenant=tenant) for tenant in TENANTS
+        }
+        return cls(gateway, ingestion_url, indexer_url, settings, keys)
 
     def as_tenant(self, tenant: str) -> dict[str, str]:
-        return {TENANT_HEADER: tenant}
+        return bearer(self.keys[tenant])
 
     async def upload(
         self,
@@ -124,13 +148,14 @@ async def rag(
             ingestion_url=ingestion_url,
             indexer_url=indexer_url,
             max_upload_bytes=GATEWAY_UPLOAD_LIMIT,
+            admin_key=ADMIN_KEY,
             **rag_settings,
         )
         gateway_url = await stack.enter_async_context(serving(create_gateway(gateway_settings)))
         client = await stack.enter_async_context(
             httpx.AsyncClient(base_url=gateway_url, timeout=60)
         )
-        yield RagStack(client, ingestion_url, indexer_url, gateway_settings)
+        yield await RagStack.open(client, ingestion_url, indexer_url, gateway_settings)
 
 
 def _by_source(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -252,33 +277,27 @@ async def test_a_tenant_never_sees_another_tenants_chunks(rag: RagStack) -> None
     assert response.status_code == 404
 
 
-async def test_bad_requests_get_a_4xx_that_says_what_to_fix(rag: RagStack) -> None:
-    response = await rag.gateway.post(
-        "/v1/documents",
-        data={"collection": "Bad Name!"},
-        files=[("files", ("a.txt", b"hello", "text/plain"))],
+async def test_bad_requests_get_a_400_that_says_what_to_fix(rag: RagStack) -> None:
+    async def refused(path: str, **request: Any) -> dict[str, Any]:
+        response = await rag.gateway.post(path, headers=rag.as_tenant("acme"), **request)
+        assert response.status_code == 400, response.text
+        error: dict[str, Any] = response.json()["error"]  # an OpenAI error body
+        return error
+
+    a_file = [("files", ("a.txt", b"hello", "text/plain"))]
+    error = await refused("/v1/documents", data={"collection": "Bad Name!"}, files=a_file)
+    assert "collection" in error["param"]
+    error = await refused(
+        "/v1/documents", data={"collection": "kb", "metadata": "[1, 2]"}, files=a_file
     )
-    assert response.status_code == 422
-    assert "collection" in response.text
-    response = await rag.gateway.post(
-        "/v1/documents",
-        data={"collection": "kb", "metadata": "[1, 2]"},
-        files=[("files", ("a.txt", b"hello", "text/plain"))],
+    assert "metadata must be a JSON object" in error["message"]
+    options = json.dumps({"chunk_tokens": 100, "overlap_tokens": 80})
+    error = await refused(
+        "/v1/documents", data={"collection": "kb", "options": options}, files=a_file
     )
-    assert response.status_code == 422
-    assert "metadata must be a JSON object" in response.text
-    response = await rag.gateway.post(
-        "/v1/documents",
-        data={
-            "collection": "kb",
-            "options": json.dumps({"chunk_tokens": 100, "overlap_tokens": 80}),
-        },
-        files=[("files", ("a.txt", b"hello", "text/plain"))],
-    )
-    assert response.status_code == 422
-    assert "overlap_tokens" in response.text
-    response = await rag.gateway.post("/v1/search", json={"query": "", "collection": "kb"})
-    assert response.status_code == 422
+    assert (error["param"], "overlap_tokens" in error["message"]) == ("options", True)
+    error = await refused("/v1/search", json={"query": "", "collection": "kb"})
+    assert error["param"] == "query"
 
 
 async def test_an_event_for_an_unknown_job_goes_to_the_dead_letter_topic(
@@ -355,13 +374,13 @@ async def test_indexer_killed_mid_job_indexes_every_chunk_exactly_once(
                 serving(create_ingestion(service_settings(IngestionSettings, **rag_settings)))
             )
             gateway_settings = service_settings(
-                GatewaySettings, ingestion_url=ingestion_url, **rag_settings
+                GatewaySettings, ingestion_url=ingestion_url, admin_key=ADMIN_KEY, **rag_settings
             )
             gateway_url = await stack.enter_async_context(serving(create_gateway(gateway_settings)))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=gateway_url, timeout=60)
             )
-            stack_ = RagStack(client, ingestion_url, None, gateway_settings)
+            stack_ = await RagStack.open(client, ingestion_url, None, gateway_settings)
 
             job = await stack_.upload([_long_document(n) for n in range(24)], collection="manuals")
 
@@ -408,8 +427,9 @@ async def test_cli_ingests_a_folder_and_reports_each_failure(
     (folder / "policies" / "account-help.md").write_text(good_corpus()[1].content.decode())
     (folder / "policies" / "empty.txt").write_text("")
     (folder / "notes.bin").write_bytes(b"\0\1")  # not an ingestible extension: not sent
-    argv = ["ingest", str(folder), "-c", "handbook", "--meta", "team=docs", "--tenant", "acme"]
-    argv += ["--url", str(rag.gateway.base_url)]
+    url = ["--url", str(rag.gateway.base_url)]
+    argv = ["ingest", str(folder), "-c", "handbook", "--meta", "team=docs", *url]
+    argv += ["--api-key", rag.keys["acme"]]
 
     status = await asyncio.to_thread(cli_main, argv)
 
@@ -422,7 +442,8 @@ async def test_cli_ingests_a_folder_and_reports_each_failure(
     assert hits[0]["source"] == "policies/account-help.md"
     assert hits[0]["metadata"]["team"] == "docs"
 
-    status = await asyncio.to_thread(cli_main, [*argv[:2], "-c", "handbook", "--url", argv[-1]])
+    as_default = [*argv[:2], "-c", "handbook", *url, "--api-key", rag.keys["default"]]
+    status = await asyncio.to_thread(cli_main, as_default)
     out, _ = capsys.readouterr()
     assert status == 1
     assert "skipped: refunds.txt: unchanged" not in out  # default tenant: a different corpus
@@ -441,7 +462,7 @@ async def test_cli_ingests_a_list_of_urls(rag: RagStack, tmp_path: Path) -> None
     async with serving(site) as site_url:
         url_list = tmp_path / "urls.txt"
         url_list.write_text(f"# the public help site\n{site_url}/help/faq.md\n")
-        argv = ["ingest", "--url-list", str(url_list), "-c", "web", "--tenant", "acme"]
+        argv = ["ingest", "--url-list", str(url_list), "-c", "web", "--api-key", rag.keys["acme"]]
         status = await asyncio.to_thread(cli_main, [*argv, "--url", str(rag.gateway.base_url)])
 
     assert status == 0

@@ -66,4 +66,23 @@ def test_production_refuses_local_infrastructure_defaults(monkeypatch: pytest.Mo
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("MONGODB_URL", "mongodb://db:27017")
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", "a-long-random-admin-key-0123456789")
     assert load_settings(GatewaySettings).environment is Environment.PRODUCTION
+
+
+@pytest.mark.parametrize("admin_key", [None, "", "short-key", "sk-llmops-dev-admin"])
+def test_production_refuses_a_weak_gateway_admin_key(
+    monkeypatch: pytest.MonkeyPatch, admin_key: str | None
+) -> None:
+    monkeypatch.setenv("LLMOPS_ENV", "production")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("MONGODB_URL", "mongodb://db:27017")
+    if admin_key is None:
+        monkeypatch.delenv("GATEWAY_ADMIN_KEY", raising=False)
+    else:
+        monkeypatch.setenv("GATEWAY_ADMIN_KEY", admin_key)
+
+    with pytest.raises(ConfigurationError) as failure:
+        load_settings(GatewaySettings)
+
+    assert "GATEWAY_ADMIN_KEY of at least 32 characters" in str(failure.value.code)

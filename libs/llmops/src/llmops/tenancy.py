@@ -1,8 +1,9 @@
 """Which tenant a request acts for.
 
 Internal calls between services name the tenant in one header. The gateway is the only
-public door: it sets the header from the caller's identity, so services behind it trust
-it; until API keys exist the gateway accepts the header from its callers as given.
+public door: it takes the tenant from the caller's API key and sets the header on its
+calls to the services behind it, which trust it; a header a client sends to the gateway
+is ignored. Internal services must therefore not be reachable from outside.
 """
 
 from __future__ import annotations

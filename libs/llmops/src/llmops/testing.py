@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
+import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 if TYPE_CHECKING:
@@ -100,6 +101,25 @@ async def read_topic(
 def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
     """A record's Kafka headers as text."""
     return {key: value.decode() for key, value in record.headers}
+
+
+def bearer(secret: str) -> dict[str, str]:
+    """The header that authenticates a call to the gateway with an API key."""
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def create_api_key(
+    gateway: httpx.AsyncClient, admin_key: str, *, name: str = "test", **spec: Any
+) -> str:
+    """Create an API key through the gateway's admin API (`tenant`, `role`, limits as
+    keywords); returns its secret."""
+    body = {"name": name, **spec}
+    response = await gateway.post("/v1/admin/keys", json=body, headers=bearer(admin_key))
+    if response.status_code != 201:
+        msg = f"could not create API key {body}: {response.status_code} {response.text}"
+        raise AssertionError(msg)
+    secret: str = response.json()["secret"]
+    return secret
 
 
 @contextlib.asynccontextmanager

@@ -20,13 +20,21 @@ class Retriever:
         self._dense = dense
         self._sparse = sparse
 
+    @property
+    def embedding_model(self) -> str:
+        return self._dense.model
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """Dense vectors of `texts`, as the chunks and queries are embedded."""
+        vectors = await asyncio.to_thread(self._dense.encode, texts)
+        return [row.tolist() for row in vectors]
+
     async def search(self, tenant: str, request: SearchRequest) -> SearchResponse:
         """The top chunks for the request; the tenant filter is applied by the store, always."""
         started = time.perf_counter()
         dense = None
         if request.mode is not RetrievalMode.SPARSE:
-            vectors = await asyncio.to_thread(self._dense.encode, [request.query])
-            dense = vectors[0].tolist()
+            dense = (await self.embed([request.query]))[0]
         sparse = None
         if request.mode is not RetrievalMode.DENSE:
             sparse = self._sparse.encode_query(request.query)

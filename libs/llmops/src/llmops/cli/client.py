@@ -123,7 +123,11 @@ class ServiceClient:
 def _error_detail(response: httpx.Response) -> str:
     """The service's own explanation: its message with every reason or problem it lists."""
     try:
-        detail = response.json().get("detail")
+        body = response.json()
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):  # an OpenAI error (the gateway)
+            return str(error["message"])
+        detail = body.get("detail")
     except (ValueError, AttributeError):
         return response.text.strip()[:300] or response.reason_phrase
     if isinstance(detail, str):

@@ -4,7 +4,8 @@ Files are uploaded through the gateway in batches (one ingest job per batch); UR
 downloaded here and uploaded like files, with the URL as their source. A progress bar
 counts settled documents; at the end every skipped or failed document is listed with
 its reason, followed by the data report. Exit status: 0 when every document was
-indexed or skipped, 1 when any failed, 2 when nothing could be sent.
+indexed or skipped, 1 when any failed, 2 when nothing could be sent. The documents go
+to the tenant of the API key (`$LLMOPS_API_KEY`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -22,21 +22,14 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from llmops.cli.client import CliError, ServiceClient
+from llmops.cli.client import CliError
+from llmops.cli.gateway import GatewayClient, add_gateway_arguments, gateway_client
 from llmops.rag.jobs import CollectionOptions, ItemState, JobView
-from llmops.tenancy import DEFAULT_TENANT, TENANT_HEADER
 
-URL_VARIABLE = "LLMOPS_GATEWAY_URL"
-DEFAULT_URL = "http://127.0.0.1:8000"
 INGESTIBLE_SUFFIXES = frozenset(
     {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv", ".json", ".jsonl"}
 )
 _FINAL_JOB_STATES = frozenset({"completed", "completed_with_errors", "failed"})
-
-
-class GatewayClient(ServiceClient):
-    service = "gateway"
-    url_variable = URL_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,6 @@ class Upload:
 
 def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `llmops ingest`."""
-    default_url = os.environ.get(URL_VARIABLE) or DEFAULT_URL
     parser = groups.add_parser(
         "ingest",
         help="ingest files, folders or URLs into a collection",
@@ -91,12 +83,7 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--timeout", type=float, default=1800.0, help="seconds to wait (default 1800)"
     )
     parser.add_argument("--json", action="store_true", help="print the final jobs as JSON")
-    parser.add_argument("--tenant", default=os.environ.get("LLMOPS_TENANT", DEFAULT_TENANT))
-    parser.add_argument(
-        "--url",
-        default=default_url,
-        help=f"gateway URL (default: ${URL_VARIABLE} or {DEFAULT_URL}; now {default_url})",
-    )
+    add_gateway_arguments(parser)
     parser.set_defaults(handler=_ingest, error_status=2)
 
 
@@ -106,8 +93,7 @@ def _ingest(args: argparse.Namespace) -> int:
     locations = list(args.paths) + [url for path in args.url_list for url in _read_url_list(path)]
     if not locations:
         raise CliError("nothing to ingest: give files, folders, URLs or --url-list")
-    headers = {TENANT_HEADER: args.tenant}
-    with GatewayClient(args.url, timeout=300.0, headers=headers) as client:
+    with gateway_client(args, timeout=300.0) as client:
         uploads = list(_collect(locations))
         if not uploads:
             raise CliError(f"no ingestible files found (extensions: {_suffixes()})")
