@@ -11,8 +11,9 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) infra/local/devstack.py
 PYTEST_ARGS ?=
 LINT_PATHS := libs services tests bench infra
+LITELLM_VENV := .llmops/bench/litellm-venv
 
-.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts bench-ingest
+.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts bench-ingest bench-inference bench-gateway
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,3 +64,15 @@ bench-prompts: setup ## Prompt resolve + render: gateway cache vs prompts servic
 bench-ingest: setup ## RAG ingestion: pipeline vs raw encode vs LlamaIndex; search latency, recall
 	$(UV) sync --frozen --group bench --python $(PYTHON)
 	$(DEVSTACK) with-infra -- $(PY) bench/ingest_throughput.py
+
+# LiteLLM gets its own venv: its pins conflict with the workspace lock.
+$(LITELLM_VENV)/bin/litellm: bench/litellm-requirements.txt
+	$(UV) venv --allow-existing --python $(PYTHON) $(LITELLM_VENV)
+	$(UV) pip install --python $(LITELLM_VENV)/bin/python -r bench/litellm-requirements.txt
+	@touch $@
+
+bench-gateway: setup $(LITELLM_VENV)/bin/litellm ## Gateway overhead vs LiteLLM proxy vs direct call, one stub upstream
+	$(DEVSTACK) with-infra -- $(PY) bench/gateway_overhead.py --litellm $(LITELLM_VENV)/bin/litellm
+
+bench-inference: venv ## Transformers engine: dynamic batching vs one at a time, 16 concurrent requests
+	$(PY) bench/inference_batching.py
