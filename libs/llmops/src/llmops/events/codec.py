@@ -79,11 +79,15 @@ class EventCodec(Generic[P]):
             raise EventEncodeError(msg)
         datum = event.model_dump(mode="python")
         schema = self._schemas[self.contract.version]
-        try:
-            fastavro.validation.validate(datum, schema, raise_errors=True)
-        except fastavro.validation.ValidationError as exc:
-            msg = f"event does not match {self.contract.topic} v{self.contract.version}: {exc}"
-            raise EventEncodeError(msg) from exc
+        # The boolean check is ~6x cheaper: with raise_errors, fastavro builds (and
+        # pretty-prints) an error for every union branch it tries. Errors are only
+        # worth their cost when the event is invalid.
+        if not fastavro.validation.validate(datum, schema, raise_errors=False):
+            try:
+                fastavro.validation.validate(datum, schema, raise_errors=True)
+            except fastavro.validation.ValidationError as exc:
+                msg = f"event does not match {self.contract.topic} v{self.contract.version}: {exc}"
+                raise EventEncodeError(msg) from exc
         if self.wire_format is WireFormat.AVRO:
             buffer = io.BytesIO()
             fastavro.schemaless_writer(buffer, schema, datum)
