@@ -27,6 +27,7 @@ from llmops_gateway.pricing import PriceBook
 from llmops_gateway.prompt_cache import PromptCache
 from llmops_gateway.routing import Router
 from llmops_gateway.settings import GatewaySettings
+from llmops_gateway.upstream import Upstreams
 
 CONSUMES: tuple[Topic, ...] = (Topic.PROMPTS_CHANGED,)
 
@@ -39,6 +40,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     router = Router(settings.model_routes, default_url=settings.inference_url)
     chat: LateBound[ChatCompletions] = LateBound("chat completions")
     http: LateBound[httpx.AsyncClient] = LateBound("the HTTP client")
+    upstreams_ready: LateBound[Upstreams] = LateBound("the upstream connections")
 
     async def wire(context: ServiceContext) -> None:
         access.bind(context)
@@ -47,13 +49,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await outbox.start()
         context.resources.push_async_callback(outbox.stop)
         context.informational_checks.add("kafka")  # an outage is spooled, not refused
+        upstreams = Upstreams(context.tracer_provider.get_tracer("llmops.gateway.upstream"))
+        await upstreams.start()
+        context.resources.push_async_callback(upstreams.close)
+        upstreams_ready.set(upstreams)
         prompts.bind(context.http)
         http.set(context.http)
         context.bus.subscribe(CONTRACTS[Topic.PROMPTS_CHANGED], prompts.on_prompt_changed)
         chat.set(
             ChatCompletions(
                 router=router,
-                http=context.http,
+                upstreams=upstreams,
                 context=ChatContext(
                     prompts=prompts, indexer_url=settings.indexer_url, http=context.http
                 ),
@@ -74,6 +80,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 router=router,
                 authenticate=access.caller(Role.APP, Role.ADMIN),
                 http=http,
+                upstreams=upstreams_ready,
                 inference_url=settings.inference_url,
                 indexer_url=settings.indexer_url,
                 embedding_model=settings.embedding_model,

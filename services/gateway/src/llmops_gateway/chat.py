@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import anyio
-import httpx
 import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -87,7 +86,7 @@ class ChatCompletions:
         self,
         *,
         router: Router,
-        http: httpx.AsyncClient,
+        upstreams: upstream.Upstreams,
         context: ChatContext,
         caches: AnswerCaches,
         quotas: QuotaGuard,
@@ -96,7 +95,7 @@ class ChatCompletions:
         redaction: Callable[[str], RedactionPolicy],
     ) -> None:
         self._router = router
-        self._http = http
+        self._upstreams = upstreams
         self._context = context
         self._caches = caches
         self._quotas = quotas
@@ -253,7 +252,7 @@ class ChatCompletions:
 
         async def ask(backend: Backend) -> dict[str, Any]:
             upstream_body = _upstream_body(body, backend, record.messages, stream=False)
-            return await upstream.complete(self._http, backend, upstream_body)
+            return await upstream.complete(self._upstreams, backend, upstream_body)
 
         backend, payload = await self._first_success(ask, request, record)
         message = (payload.get("choices") or [{}])[0].get("message") or {}
@@ -309,7 +308,7 @@ class ChatCompletions:
         async def open_on(backend: Backend) -> tuple[AsyncIterator[dict[str, Any]], dict[str, Any]]:
             upstream_body = _upstream_body(body, backend, record.messages, stream=True)
             events = await resources.enter_async_context(
-                upstream.open_stream(self._http, backend, upstream_body)
+                upstream.open_stream(self._upstreams, backend, upstream_body)
             )
             try:
                 first = await anext(events)

@@ -35,6 +35,7 @@ def build_router(
     router: Router,
     authenticate: Authenticate,
     http: LateBound[httpx.AsyncClient],
+    upstreams: LateBound[upstream.Upstreams],
     inference_url: str | None,
     indexer_url: str,
     embedding_model: str,
@@ -63,7 +64,7 @@ def build_router(
         for backend in router.attempts(body.model):
             payload = body.model_dump(exclude_none=True) | {"model": backend.model}
             try:
-                answer = await upstream.complete(http.get(), backend, payload, "/embeddings")
+                answer = await upstream.complete(upstreams.get(), backend, payload, "/embeddings")
             except upstream.UpstreamError as exc:
                 if not exc.retryable:
                     raise exc.to_api_error() from exc
