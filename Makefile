@@ -55,8 +55,9 @@ schemas: venv ## Regenerate code and docs from schemas/ (catalog module, docs/to
 check-schemas: venv ## Fail on schema drift or a backward-incompatible schema
 	$(PY) -m llmops.contracts check
 
-bench: setup ## Run the benchmarks in bench/ (each prints one JSON line last)
-	$(DEVSTACK) with-infra -- $(PY) bench/run.py
+bench: setup $(LITELLM_VENV)/bin/litellm ## Run every benchmark in bench/ (each prints one JSON line last)
+	$(UV) sync --frozen --group bench --python $(PYTHON)
+	$(DEVSTACK) with-infra -- $(PY) bench/run.py --litellm $(LITELLM_VENV)/bin/litellm
 
 bench-prompts: setup ## Prompt resolve + render: gateway cache vs prompts service
 	$(DEVSTACK) with-infra -- $(PY) bench/prompts_render.py
