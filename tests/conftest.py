@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,24 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str, topic_prefix: str) -> str:
-    """Every catalog topic (and its .dlq) under this test's prefix, one partition each."""
+async def topics(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[str]:
+    """Every catalog topic (and its .dlq) under this test's prefix, one partition each.
+
+    Deleted afterwards: a broker that outlives the run (the dev stack's) would otherwise
+    gather thousands of partitions and run out of heap.
+    """
     config = {"defaults": {"partitions": 1, "retention_hours": 1, "dlq_retention_hours": 1}}
-    await ensure_topics(kafka_bootstrap, topic_specs(config, prefix=topic_prefix))
-    return topic_prefix
+    specs = topic_specs(config, prefix=topic_prefix)
+    await ensure_topics(kafka_bootstrap, specs)
+    yield topic_prefix
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.delete_topics([spec.name for spec in specs])
+    except Exception as exc:  # cleanup only: the next run must not fail for it
+        warnings.warn(f"could not delete the test's topics: {exc!r}", stacklevel=1)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -90,6 +104,8 @@ def service_settings(
             "MONGODB_DATABASE": mongo_database,
             "QDRANT_PATH": str(tmp_path / "qdrant"),
             "CONSUMER_RETRY_BACKOFF_S": "0.05",
+            # each service built in a test spools its undelivered events apart
+            "EVENT_SPOOL_PATH": str(tmp_path / "spool" / uuid.uuid4().hex[:8]),
         }
         return settings_type.model_validate({**env, **values})
 

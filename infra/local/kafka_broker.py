@@ -150,7 +150,8 @@ def _java_base(config: StackConfig) -> list[str]:
     return [
         java,
         "-Xms256m",
-        "-Xmx512m",
+        # Heap grows with partitions: a full test run creates thousands (one topic set per test).
+        "-Xmx1536m",
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",

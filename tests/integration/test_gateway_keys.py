@@ -178,6 +178,7 @@ def _gateway_process(settings: ServiceSettings, port: int) -> Iterator[str]:
         "MONGODB_URL": settings.mongodb_url.get_secret_value(),
         "MONGODB_DATABASE": settings.mongodb_database,
         "GATEWAY_PORT": str(port),
+        "EVENT_SPOOL_PATH": f"{settings.spool_path}-{port}",  # each process its own spool
         "GATEWAY_ADMIN_KEY": ADMIN_KEY,
         "GATEWAY_KEY_CACHE_TTL_S": str(KEY_CACHE_TTL_S),
         "LOG_LEVEL": "WARNING",
