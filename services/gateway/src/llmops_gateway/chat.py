@@ -398,26 +398,34 @@ class ChatCompletions:
         vector: np.ndarray | None,
         cost: float | None,
     ) -> None:
-        """Record the call: event handed off, tokens charged, answer cached. Never blocks."""
+        """Record the call: answer cached, then — after the response is on its way — the
+        event built (redaction included) and handed off, and the tokens charged."""
         finished = time.perf_counter()
         record.cost_usd = cost or 0.0
         self._remember(key, vector, record)
-        event = completion_event(record, self._redaction(record.tenant), finished=finished)
-        self._events.submit(
-            new_event(
-                CONTRACTS[Topic.LLM_COMPLETIONS],
-                event,
-                source="gateway",
-                tenant=record.tenant,
-                subject=record.completion_id,
-            )
-        )
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._record, record, finished)
         if admission is None:
             return
         tokens = 0 if record.cache is not CacheResult.NONE else record.usage.total_tokens
-        task = asyncio.get_running_loop().create_task(_settle(admission, tokens))
+        task = loop.create_task(_settle(admission, tokens))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _record(self, record: CompletionRecord, finished: float) -> None:
+        try:
+            event = completion_event(record, self._redaction(record.tenant), finished=finished)
+            self._events.submit(
+                new_event(
+                    CONTRACTS[Topic.LLM_COMPLETIONS],
+                    event,
+                    source="gateway",
+                    tenant=record.tenant,
+                    subject=record.completion_id,
+                )
+            )
+        except Exception:  # a bug here must not go unnoticed, nor break later calls
+            _log.exception("could not record a completion", completion_id=record.completion_id)
 
 
 async def _settle(admission: Admission, tokens: int) -> None:
