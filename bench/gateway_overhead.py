@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import uvloop
 from pymongo import AsyncMongoClient
 
 from llmops.bus.provision import ensure_topics, topic_specs
+from llmops.testing import free_port, wait_answering
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LITELLM = REPO / ".llmops" / "bench" / "litellm-venv" / "bin" / "litellm"
@@ -53,13 +53,6 @@ SYSTEM = "You are the support assistant of Acme. Answer briefly."
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # -- the targets --------------------------------------------------------------------------
@@ -236,20 +229,6 @@ def cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    """Poll `url` until it answers 200; fail fast if the process exits first."""
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{url}: the process exited with {process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url, timeout=5)).status_code == 200:
-                    return
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
 
 
 def start_stub(port: int) -> subprocess.Popen[bytes]:
@@ -480,15 +459,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             processes["gateway"] = start_gateway(
                 gateway_port, stub_port, admin_key, prefix, database
             )
-        await wait_ready(f"http://127.0.0.1:{stub_port}/v1/models", processes["stub"])
+        await wait_answering(f"http://127.0.0.1:{stub_port}/v1/models", processes["stub"])
         if "gateway" in names:
             url = f"http://127.0.0.1:{gateway_port}"
-            await wait_ready(f"{url}/healthz", processes["gateway"])
+            await wait_answering(f"{url}/healthz", processes["gateway"])
             key = await create_bench_key(url, admin_key)
             targets.append(Target("gateway", gateway_port, key, processes["gateway"].pid))
         if "litellm" in names:
             url = f"http://127.0.0.1:{litellm_port}"
-            await wait_ready(f"{url}/health/readiness", processes["litellm"])
+            await wait_answering(f"{url}/health/readiness", processes["litellm"])
             targets.append(Target("litellm", litellm_port, master_key, processes["litellm"].pid))
         say(f"ready: {', '.join(t.name for t in targets)}")
         memory = await measure(targets, args)

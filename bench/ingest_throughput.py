@@ -45,6 +45,7 @@ from llmops.rag.ids import document_id_for, vector_collection_name
 from llmops.rag.jobs import CollectionOptions, DocumentSubmission, JobSubmission
 from llmops.rag.search import SearchRequest
 from llmops.tenancy import TENANT_HEADER
+from llmops.testing import wait_answering
 from llmops_indexer.app import load_encoder
 from llmops_indexer.chunk_indexer import embedding_text
 from llmops_indexer.retrieval import Retriever
@@ -126,21 +127,6 @@ def start_services(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
         subprocess.Popen([sys.executable, "-m", module], env=env)
         for module in ("llmops_indexer", "llmops_ingestion")
     ]
-
-
-async def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{url}: the service exited with {process.returncode}")
-            try:
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
 
 
 async def run_pipeline(articles: list[Article], work: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -315,8 +301,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     env = service_env(work, prefix, database)
     services = start_services(env)
     try:
-        await wait_healthy(f"http://127.0.0.1:{INDEXER_PORT}", services[0])
-        await wait_healthy(f"http://127.0.0.1:{INGESTION_PORT}", services[1])
+        await wait_answering(f"http://127.0.0.1:{INDEXER_PORT}/healthz", services[0])
+        await wait_answering(f"http://127.0.0.1:{INGESTION_PORT}/healthz", services[1])
         job = await run_pipeline(articles, work, env)
         chunks = job["counts"]["chunks"]
         pipeline_per_s = chunks / job["elapsed_s"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,7 +28,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 
 from llmops.bus.provision import ensure_topics, topic_specs
-from llmops.testing import wait_until
+from llmops.testing import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # infra/local is a directory of scripts, not an installed package
@@ -40,12 +39,6 @@ from infra.local.config import StackConfig  # noqa: E402
 from infra.local.processes import Managed, log_tail, port_accepts, stop_all  # noqa: E402
 
 START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateKafka:

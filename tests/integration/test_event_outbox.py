@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from private_kafka import PrivateKafka, free_port
+from private_kafka import PrivateKafka
 
 from llmops.bus import EventBus
 from llmops.bus.outbox import EventOutbox
@@ -28,7 +28,7 @@ from llmops.events.codec import EventCodec
 from llmops.events.envelope import new_event
 from llmops.settings import ServiceSettings, WireFormat
 from llmops.telemetry import ServiceMetrics
-from llmops.testing import wait_until
+from llmops.testing import free_port, wait_until
 
 pytestmark = [pytest.mark.kafka]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,14 @@ from llmops.cli.main import main as cli_main
 from llmops.settings import ServiceSettings
 from llmops.storage import MongoDocument
 from llmops.tenancy import TENANT_HEADER
-from llmops.testing import SettingsFactory, bearer, create_api_key, serving, wait_until
+from llmops.testing import (
+    SettingsFactory,
+    bearer,
+    create_api_key,
+    free_port,
+    serving,
+    wait_until,
+)
 from llmops_gateway.api_keys import Caller, Role, key_id_for, secret_hash
 from llmops_gateway.app import create_app as create_gateway
 from llmops_gateway.quotas import MongoLeaseStore, QuotaExceeded, QuotaGuard, slot_size
@@ -163,12 +169,6 @@ async def test_internal_calls_carry_the_tenant_of_the_key_not_the_clients_header
 # -- two gateway processes, one database ------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def _gateway_process(settings: ServiceSettings, port: int) -> Iterator[str]:
     env = {
@@ -204,7 +204,7 @@ async def test_limits_and_revocation_hold_across_two_gateway_processes(
     settings = service_settings(
         GatewaySettings, admin_key=ADMIN_KEY, key_cache_ttl_s=KEY_CACHE_TTL_S
     )
-    with _gateway_process(settings, _free_port()) as other_url:
+    with _gateway_process(settings, free_port()) as other_url:
         async with (
             serving(create_gateway(settings)) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as a,

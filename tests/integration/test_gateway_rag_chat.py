@@ -196,3 +196,25 @@ async def test_a_paraphrase_is_a_semantic_cache_hit_and_another_question_is_not(
     assert paraphrase["choices"][0]["message"]["content"] == "echo: How do I reset my password?"
     assert other["llmops"]["cache"] == "none"
     assert platform.upstream.calls == 2
+
+
+async def test_embeddings_come_from_the_model_the_collections_use(platform: Platform) -> None:
+    texts = ["How do I reset my password?", "How can I reset my password?", "Shipping to Peru"]
+    response = await platform.gateway.post(
+        "/v1/embeddings",
+        json={"model": "all-MiniLM-L6-v2", "input": texts},
+        headers=platform.auth,
+    )
+    assert response.status_code == 200, response.text
+    vectors = [item["embedding"] for item in response.json()["data"]]
+    assert [len(vector) for vector in vectors] == [384, 384, 384]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))  # unit vectors
+
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.3
+    unknown = await platform.gateway.post(
+        "/v1/embeddings", json={"model": "nope", "input": "x"}, headers=platform.auth
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"

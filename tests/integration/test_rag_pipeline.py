@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +35,7 @@ from llmops.testing import (
     SettingsFactory,
     bearer,
     create_api_key,
+    free_port,
     headers_of,
     read_topic,
     serving,
@@ -331,12 +331,6 @@ async def test_an_event_for_an_unknown_job_goes_to_the_dead_letter_topic(
 # -- the indexer killed mid-job ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _start_indexer(settings: ServiceSettings, port: int, blobs: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -366,7 +360,7 @@ async def test_indexer_killed_mid_job_indexes_every_chunk_exactly_once(
     service_settings: SettingsFactory, rag_settings: dict[str, Any]
 ) -> None:
     indexer_settings = service_settings(IndexerSettings, **rag_settings)
-    port = _free_port()
+    port = free_port()
     indexer = _start_indexer(indexer_settings, port, rag_settings["BLOB_STORE_PATH"])
     try:
         async with AsyncExitStack() as stack:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -101,6 +103,31 @@ async def read_topic(
 def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
     """A record's Kafka headers as text."""
     return {key: value.decode() for key, value in record.headers}
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_answering(
+    url: str, process: subprocess.Popen[bytes], *, timeout: float = 180.0
+) -> None:
+    """Poll `url` until it answers 200; fail at once, with the exit code, if `process` exits."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                msg = f"{url}: the process exited with {process.returncode}"
+                raise RuntimeError(msg)
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url, timeout=5)).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    msg = f"{url} did not answer 200 within {timeout:.0f}s"
+    raise TimeoutError(msg)
 
 
 def bearer(secret: str) -> dict[str, str]:
