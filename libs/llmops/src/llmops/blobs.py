@@ -8,12 +8,14 @@ ingestion share a volume (compose, a Kubernetes ReadWriteMany claim) uses it as 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import unquote, urlparse
 
 _CHUNK = 1 << 20
@@ -55,10 +57,10 @@ class BlobStore:
         The content lands in a temporary file first and is renamed into place, so a
         reader never sees a partial blob and concurrent writers of the same bytes agree.
         """
-        self._root.mkdir(parents=True, exist_ok=True)
+        # File work runs in threads: the store may be a network volume shared by services.
+        handle = await asyncio.to_thread(self._temporary_file)
         digest = hashlib.sha256()
         size = 0
-        handle = tempfile.NamedTemporaryFile(dir=self._root, prefix=".upload-", delete=False)  # noqa: SIM115 - closed and renamed or removed below
         try:
             with handle:
                 async for chunk in chunks:
@@ -66,15 +68,18 @@ class BlobStore:
                     if size > max_bytes:
                         raise BlobTooLargeError(max_bytes)
                     digest.update(chunk)
-                    handle.write(chunk)
+                    await asyncio.to_thread(handle.write, chunk)
             sha256 = digest.hexdigest()
             target = self._path(sha256)
-            target.parent.mkdir(exist_ok=True)
-            os.replace(handle.name, target)
+            await asyncio.to_thread(_move_into_place, handle.name, target)
         except BaseException:
             os.unlink(handle.name)
             raise
         return StoredBlob(uri=target.as_uri(), sha256=sha256, size_bytes=size)
+
+    def _temporary_file(self) -> IO[bytes]:
+        self._root.mkdir(parents=True, exist_ok=True)
+        return tempfile.NamedTemporaryFile(dir=self._root, prefix=".upload-", delete=False)
 
     async def put(self, content: bytes) -> StoredBlob:
         """Store `content` (no size limit beyond its own length)."""
@@ -96,3 +101,8 @@ class BlobStore:
             return path.read_bytes()
         except FileNotFoundError as exc:
             raise BlobNotFoundError(f"{uri} does not exist (removed, or another store?)") from exc
+
+
+def _move_into_place(temporary: str, target: Path) -> None:
+    target.parent.mkdir(exist_ok=True)
+    os.replace(temporary, target)
