@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from llmops.llm.chat import ChatCompletionRequest, ChatMessage, Usage
+from llmops.llm.chat import ChatCompletionRequest, ChatMessage, FinishReason, Usage
 
 
 @dataclass(frozen=True)
 class CachedAnswer:
     content: str
-    finish_reason: str
+    finish_reason: FinishReason
     usage: Usage
     served_model: str
 

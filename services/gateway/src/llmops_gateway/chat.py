@@ -26,19 +26,22 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from llmops.events.catalog import CONTRACTS, CacheResult, RedactionPolicy, Topic
 from llmops.events.envelope import Envelope, new_event
 from llmops.llm.chat import (
+    AssistantMessage,
+    ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
+    Choice,
     ChunkChoice,
     Delta,
+    FinishReason,
     Usage,
     completion_id,
 )
 from llmops.llm.errors import ApiError, error_body
-from llmops.llm.requests import unless_disconnected
 from llmops.llm.sse import DONE, sse_event
 from llmops.telemetry import get_logger
-from llmops.telemetry.request_context import request_id_of
+from llmops.telemetry.request_context import request_id_of, trace_id
 from llmops_gateway import upstream
 from llmops_gateway.answer_cache import CachedAnswer, CacheKey, ExactCache, SemanticCache, cache_key
 from llmops_gateway.api_keys import Caller
@@ -108,15 +111,7 @@ class ChatCompletions:
         self, request: Request, body: ChatCompletionRequest, caller: Caller
     ) -> Response:
         caller.ensure_model(body.model)
-        route = self._router.route(body.model)
-        if route is None:
-            known = ", ".join(self._router.aliases) or "none configured"
-            raise ApiError(
-                404,
-                f"model {body.model!r} does not exist; available models: {known}",
-                code="model_not_found",
-                param="model",
-            )
+        self._router.require(body.model)
         record = CompletionRecord(
             completion_id=completion_id(),
             request_id=request_id_of(request.scope) or "",
@@ -127,7 +122,7 @@ class ChatCompletions:
             user=body.user,
             session_id=body.metadata.session_id if body.metadata else None,
             tags=list(body.metadata.tags) if body.metadata else [],
-            trace_id=_trace_id(),
+            trace_id=trace_id(),
         )
         admission: Admission | None = None
         try:
@@ -171,11 +166,17 @@ class ChatCompletions:
     ) -> None:
         if key is None or record.error is not None or record.output is None:
             return
-        if record.finish_reason not in ("stop", "length"):
+        # Only whole answers are worth repeating (not a filtered or cut-off one).
+        finish: FinishReason
+        if record.finish_reason == "stop":
+            finish = "stop"
+        elif record.finish_reason == "length":
+            finish = "length"
+        else:
             return
         answer = CachedAnswer(
             content=record.output,
-            finish_reason=record.finish_reason,
+            finish_reason=finish,
             usage=record.usage,
             served_model=record.served_model,
         )
@@ -199,25 +200,22 @@ class ChatCompletions:
         headers = {CACHE_HEADER: record.cache.value}
         extensions = self._extensions(record)
         if not body.stream:
-            payload = {
-                "id": record.completion_id,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": answer.content},
-                        "finish_reason": answer.finish_reason,
-                    }
+            completion = ChatCompletion(
+                id=record.completion_id,
+                model=body.model,
+                choices=[
+                    Choice(
+                        message=AssistantMessage(content=answer.content),
+                        finish_reason=answer.finish_reason,
+                    )
                 ],
-                "usage": answer.usage.model_dump(),
+                usage=answer.usage,
                 **extensions,
-            }
+            )
             self._finish(record, admission, None, None, 0)
-            return JSONResponse(payload, headers=headers)
+            return JSONResponse(completion.model_dump(mode="json"), headers=headers)
 
-        def chunk(delta: Delta, finish: str | None = None) -> bytes:
+        def chunk(delta: Delta, finish: FinishReason | None = None) -> bytes:
             return sse_event(
                 ChatCompletionChunk(
                     id=record.completion_id,
@@ -271,31 +269,11 @@ class ChatCompletions:
         request: Request,
         record: CompletionRecord,
     ) -> tuple[Backend, Any]:
-        """Try the routed backends in order until one answers; stop if the client leaves."""
-        failures: list[str] = []
-        for backend in self._router.attempts(record.requested_model):
-            backend.outstanding += 1
-            try:
-                result = await unless_disconnected(request, call(backend))
-            except upstream.UpstreamError as exc:
-                if not exc.retryable:
-                    raise exc.to_api_error() from exc
-                failures.append(str(exc))
-                _log.warning(
-                    "backend failed, trying the next",
-                    backend=backend.served_model,
-                    error=str(exc)[:200],
-                )
-                continue
-            finally:
-                backend.outstanding -= 1
-            record.served_model = backend.served_model
-            return backend, result
-        raise ApiError(
-            502,
-            "every backend for this model failed: " + " | ".join(failures)[:600],
-            code="upstream_unavailable",
-        )
+        """The first routed backend that answers, recorded as the one that served."""
+        backends = self._router.attempts(record.requested_model)
+        backend, result = await upstream.first_success(backends, call, request)
+        record.served_model = backend.served_model
+        return backend, result
 
     # -- streamed -------------------------------------------------------------------------
 
@@ -468,10 +446,3 @@ def _estimated_tokens(body: ChatCompletionRequest) -> int:
     """A quota reservation before the call: ~4 characters per token plus the output limit."""
     characters = sum(len(message.text()) for message in body.messages)
     return characters // 4 + (body.token_limit() or 256)
-
-
-def _trace_id() -> str | None:
-    from opentelemetry import trace
-
-    context = trace.get_current_span().get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid else None

@@ -23,7 +23,7 @@ from llmops.service import LateBound
 from llmops_gateway import upstream
 from llmops_gateway.api_keys import Caller
 from llmops_gateway.chat import ChatCompletions
-from llmops_gateway.routing import Router
+from llmops_gateway.routing import Backend, Router
 
 Authenticate = Callable[[Request], Awaitable[Caller]]
 M = TypeVar("M", bound=BaseModel)
@@ -60,18 +60,14 @@ def build_router(
             except httpx.HTTPError as exc:
                 raise ApiError(503, f"embeddings are unavailable: {exc!r}"[:300]) from exc
             return Response(response.content, response.status_code, media_type="application/json")
-        failures = []
-        for backend in router.attempts(body.model):
+        router.require(body.model)
+
+        async def embed(backend: Backend) -> dict[str, Any]:
             payload = body.model_dump(exclude_none=True) | {"model": backend.model}
-            try:
-                answer = await upstream.complete(upstreams.get(), backend, payload, "/embeddings")
-            except upstream.UpstreamError as exc:
-                if not exc.retryable:
-                    raise exc.to_api_error() from exc
-                failures.append(str(exc))
-                continue
-            return JSONResponse(answer | {"model": body.model})
-        raise ApiError(502, "no backend could embed: " + " | ".join(failures)[:600])
+            return await upstream.complete(upstreams.get(), backend, payload, "/embeddings")
+
+        _, answer = await upstream.first_success(router.attempts(body.model), embed, request)
+        return JSONResponse(answer | {"model": body.model})
 
     @api.get("/models", summary="Models this key may call (OpenAI-compatible)")
     async def models(request: Request) -> ModelList:

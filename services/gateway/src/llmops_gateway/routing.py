@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmops.llm.errors import ApiError
+
 
 class Price(BaseModel):
     """US dollars per 1,000 tokens."""
@@ -131,6 +133,19 @@ class Router:
         route = RouteSpec(backends=[BackendSpec(url=self.default_url)])
         self._defaults[alias] = route
         self._backends[alias] = _backends(alias, route)
+        return route
+
+    def require(self, alias: str) -> RouteSpec:
+        """The alias's route, or a 404 that lists the aliases there are."""
+        route = self.route(alias)
+        if route is None:
+            known = ", ".join(self.aliases) or "none configured"
+            raise ApiError(
+                404,
+                f"model {alias!r} does not exist; available models: {known}",
+                code="model_not_found",
+                param="model",
+            )
         return route
 
     def attempts(self, alias: str) -> Iterator[Backend]:

@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+from fastapi import Request
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmops.llm.errors import ApiError
+from llmops.llm.requests import unless_disconnected
 from llmops.llm.sse import sse_payloads
+from llmops.telemetry import get_logger
 from llmops_gateway.routing import Backend
+
+_log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class Upstreams:
@@ -98,6 +104,38 @@ class UpstreamError(Exception):
                     param=error.get("param") if isinstance(error.get("param"), str) else None,
                 )
         return ApiError(self.status, str(self), code=self.code)
+
+
+async def first_success(
+    backends: Iterable[Backend],
+    call: Callable[[Backend], Awaitable[T]],
+    request: Request,
+) -> tuple[Backend, T]:
+    """Call the backends in order until one answers; a retryable failure moves on, any
+    other is the client's (relayed), and a client that leaves cancels the call (499)."""
+    failures: list[str] = []
+    for backend in backends:
+        backend.outstanding += 1
+        try:
+            result = await unless_disconnected(request, call(backend))
+        except UpstreamError as exc:
+            if not exc.retryable:
+                raise exc.to_api_error() from exc
+            failures.append(str(exc))
+            _log.warning(
+                "backend failed, trying the next",
+                backend=backend.served_model,
+                error=str(exc)[:200],
+            )
+            continue
+        finally:
+            backend.outstanding -= 1
+        return backend, result
+    raise ApiError(
+        502,
+        "every backend for this model failed: " + " | ".join(failures)[:600],
+        code="upstream_unavailable",
+    )
 
 
 def _headers(backend: Backend) -> dict[str, str]:

@@ -26,6 +26,12 @@ def request_id_of(scope: Scope) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def trace_id() -> str | None:
+    """The current trace's id (32 hex digits), or None when nothing is traced."""
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
+
+
 def traceparent() -> str | None:
     """The W3C `traceparent` of the current span, or None when nothing is traced."""
     context = trace.get_current_span().get_span_context()
