@@ -57,6 +57,14 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = Field(
         0.2, gt=0, le=30, validation_alias="CONSUMER_RETRY_BACKOFF_S"
     )
+    consumer_concurrency: int = Field(
+        8,
+        ge=1,
+        le=256,
+        validation_alias="CONSUMER_CONCURRENCY",
+        description="Events handled at once per consumer: events with different keys run "
+        "concurrently, events with the same key in order. 1: strictly one at a time.",
+    )
     event_spool_path: Path | None = Field(
         None,
         validation_alias="EVENT_SPOOL_PATH",

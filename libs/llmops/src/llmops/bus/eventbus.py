@@ -4,6 +4,11 @@ Delivery follows DESIGN.md: producers use `acks=all` with idempotence; consumers
 an offset only after the handler succeeded (at-least-once), retry a failing handler a
 bounded number of times with exponential backoff, and send what cannot be handled to
 `<topic>.dlq` with the reason in headers, then carry on with the next message.
+
+Consumers poll records in batches and handle a batch's events concurrently, up to
+`CONSUMER_CONCURRENCY` at a time, except that events with the same key (the same
+subject, on the same partition) run one after the other in offset order. The batch is
+committed when all of its events are handled or dead-lettered (ADR 0011).
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from llmops.bus.tracing import processing, publishing
 from llmops.events.base import P, Payload, TopicContract
 from llmops.events.catalog import CONTRACTS
 from llmops.events.codec import EncodedEvent, EventCodec, EventDecodeError
@@ -44,10 +50,37 @@ DLQ_HEADERS = (
 )
 
 _log = get_logger(__name__)
+_RECORDS_PER_SLOT = 4  # a poll takes up to this many records per concurrent slot
+_POLL_TIMEOUT_MS = 50  # how long an idle consumer waits for records before polling again
 
 
 class PermanentError(Exception):
     """A handler failure that retrying cannot fix: the event is dead-lettered at once."""
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One Kafka record, as the bus handles and dead-letters it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, record: Any) -> _Record:
+        """From an aiokafka `ConsumerRecord`; undecodable header bytes are replaced, and
+        the codec then rejects the event with a reason instead of the poll failing."""
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value or b"",
+            headers={name: value.decode(errors="replace") for name, value in record.headers},
+        )
 
 
 @dataclass(frozen=True)
@@ -77,10 +110,10 @@ class EventBus:
             acks="all",
             enable_idempotence=True,
             client_id=f"{settings.kafka_topic_prefix}{self.service}",
-            middlewares=(KafkaTelemetryMiddleware(tracer_provider=tracer_provider),),
             logger=logging.getLogger(f"llmops.bus.{self.service}"),
             graceful_timeout=15.0,
         )
+        self._tracer = trace.get_tracer("llmops.bus", tracer_provider=tracer_provider)
         self._contracts = {contract.event_type: contract for contract in contracts}
         self._codecs: dict[str, EventCodec[Any]] = {}
         self._routes: dict[str, _Route] = {}
@@ -133,12 +166,10 @@ class EventBus:
         """
         contract = self.contract_for(event)
         encoded = self.codec(contract).encode(event)
-        await self.broker.publish(
-            encoded.value,
-            self.topic_name(contract.topic),
-            key=encoded.key,
-            headers=encoded.headers,
-        )
+        topic = self.topic_name(contract.topic)
+        headers = dict(encoded.headers)
+        with publishing(self._tracer, topic, event.id, headers):
+            await self.broker.publish(encoded.value, topic, key=encoded.key, headers=headers)
         self.metrics.events_published.labels(self.service, contract.topic).inc()
 
     async def emit(
@@ -182,27 +213,67 @@ class EventBus:
         group = self.settings.consumer_group
 
         async def consume(message: KafkaMessage) -> None:
-            record = message.raw_message
-            topic = record[0].topic if isinstance(record, tuple) else record.topic
-            await self._deliver(self._routes[topic], message, group)
+            polled = message.raw_message
+            records = polled if isinstance(polled, tuple) else (polled,)
+            await self._handle([_Record.of(record) for record in records], group)
 
         consume.__name__ = consume.__qualname__ = f"{self.service}_consumer"
         self.broker.subscriber(
             *self._routes,
             group_id=group,
+            batch=True,
+            max_records=self.settings.consumer_concurrency * _RECORDS_PER_SLOT,
+            batch_timeout_ms=_POLL_TIMEOUT_MS,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             decoder=_undecoded,
         )(consume)
         self._consuming = True
 
-    async def _deliver(self, route: _Route, message: KafkaMessage, group: str) -> None:
+    async def _handle(self, records: list[_Record], group: str) -> None:
+        """Handle a polled batch: different keys concurrently, each key's events in order.
+
+        Returns once every event is handled or dead-lettered, and the batch is committed.
+        Raises, so that nothing is committed and the batch is polled again (its handled
+        events are delivered twice: handlers are idempotent), only when an event could
+        not even be dead-lettered.
+        """
+        in_order: dict[tuple[str, int, bytes | None], list[_Record]] = {}
+        for record in records:
+            in_order.setdefault((record.topic, record.partition, record.key), []).append(record)
+        slots = asyncio.Semaphore(self.settings.consumer_concurrency)
+
+        async def deliver_in_order(sequence: list[_Record]) -> None:
+            async with slots:
+                for record in sequence:
+                    await self._deliver(record, group)
+
+        outcomes = await asyncio.gather(
+            *(deliver_in_order(sequence) for sequence in in_order.values()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _deliver(self, record: _Record, group: str) -> None:
+        route = self._routes[record.topic]
+        with processing(
+            self._tracer,
+            record.topic,
+            record.headers,
+            partition=record.partition,
+            offset=record.offset,
+            group=group,
+        ):
+            await self._deliver_traced(route, record, group)
+
+    async def _deliver_traced(self, route: _Route, record: _Record, group: str) -> None:
         contract, handler = route.contract, route.handler
-        headers = dict(message.headers)
         try:
-            event = route.codec.decode(message.body, headers)
+            event = route.codec.decode(record.value, record.headers)
         except EventDecodeError as exc:
-            await self._dead_letter(contract, message, group, exc, reason="invalid", attempts=0)
+            await self._dead_letter(contract, record, group, exc, reason="invalid", attempts=0)
             return
         bind_tenant(event.tenant)
         max_attempts = self.settings.consumer_max_retries + 1
@@ -211,13 +282,13 @@ class EventBus:
                 await handler(event)
             except PermanentError as exc:
                 await self._dead_letter(
-                    contract, message, group, exc, reason="rejected", attempts=attempt
+                    contract, record, group, exc, reason="rejected", attempts=attempt
                 )
                 return
             except Exception as exc:
                 if attempt == max_attempts:
                     await self._dead_letter(
-                        contract, message, group, exc, reason="failed", attempts=attempt
+                        contract, record, group, exc, reason="failed", attempts=attempt
                     )
                     return
                 self.metrics.handler_retries.labels(self.service, contract.topic).inc()
@@ -238,7 +309,7 @@ class EventBus:
     async def _dead_letter(
         self,
         contract: TopicContract[Any],
-        message: KafkaMessage,
+        record: _Record,
         group: str,
         error: Exception,
         *,
@@ -246,10 +317,7 @@ class EventBus:
         attempts: int,
     ) -> None:
         """Send the original bytes to `<topic>.dlq` with why; raising here means no commit."""
-        record = message.raw_message
-        if isinstance(record, tuple):  # batch subscribers are not used by the bus
-            record = record[0]
-        headers = dict(message.headers) | dead_letter_headers(
+        headers = record.headers | dead_letter_headers(
             error,
             reason=reason,
             topic=record.topic,
@@ -259,7 +327,7 @@ class EventBus:
             attempts=attempts,
         )
         await self.broker.publish(
-            message.body,
+            record.value,
             self.topic_name(contract.dlq),
             key=record.key,
             headers=headers,

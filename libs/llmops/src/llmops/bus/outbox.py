@@ -22,14 +22,13 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import SpanKind
 
 from llmops.bus.delivery import (
     SendOutcome,
@@ -41,12 +40,12 @@ from llmops.bus.delivery import (
 )
 from llmops.bus.eventbus import EventBus
 from llmops.bus.spool import EventSpool, SpooledEvent, SpoolSegment
+from llmops.bus.tracing import created_headers, link_to
 from llmops.events.codec import EventEncodeError
 from llmops.events.envelope import Envelope
 from llmops.telemetry.logs import get_logger
 
 _log = get_logger(__name__)
-_PROPAGATOR = TraceContextTextMapPropagator()
 _MAX_LINKS = 64
 
 
@@ -137,7 +136,7 @@ class EventOutbox:
         if len(self._queue) >= self._queue_size:
             self._drop(1, "queue_full", event_id=event.id)
             return
-        self._queue.append(_Submitted(event, topic, self._trace_headers(event, topic)))
+        self._queue.append(_Submitted(event, topic, created_headers(self._tracer, topic, event.id)))
         self._wakeup.set()
 
     @property
@@ -287,7 +286,7 @@ class EventOutbox:
 
     async def _send(self, events: Sequence[SpooledEvent], *, via: str) -> SendOutcome:
         assert self._producer is not None
-        links = [_link(event.headers) for event in events[:_MAX_LINKS]]
+        links = [link_to(event.headers) for event in events[:_MAX_LINKS]]
         with self._tracer.start_as_current_span(
             "outbox publish",
             kind=SpanKind.PRODUCER,
@@ -445,22 +444,6 @@ class EventOutbox:
 
     # -- telemetry ------------------------------------------------------------------------
 
-    def _trace_headers(self, event: Envelope[Any], topic: str) -> dict[str, str]:
-        span = self._tracer.start_span(
-            f"{topic} create",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation": "create",
-                "messaging.destination.name": topic,
-                "messaging.message.id": event.id,
-            },
-        )
-        headers: dict[str, str] = {}
-        _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
-        span.end()
-        return headers
-
     def _delivered(self, topic: str, via: str) -> None:
         name = topic.removeprefix(self._bus.settings.kafka_topic_prefix)
         self._metrics.events_delivered.labels(self._service, name, via).inc()
@@ -485,11 +468,6 @@ def _by_digest(segments: list[SpoolSegment]) -> dict[bytes, list[tuple[int, int,
             digest = record_digest(event.key, event.value)
             found.setdefault(digest, []).append((segment.seq, index, event.topic))
     return found
-
-
-def _link(headers: Mapping[str, str]) -> Link | None:
-    context = trace.get_current_span(_PROPAGATOR.extract(headers)).get_span_context()
-    return Link(context) if context.is_valid else None
 
 
 def _reason(outcome: SendOutcome) -> str:
