@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -178,9 +179,25 @@ async def recall_at_5(labelled: list[LabelledQuestion]) -> float:
 # -- (c) the peer -------------------------------------------------------------------------
 
 
+def private_nltk_data(work: Path) -> None:
+    """Point LlamaIndex at a copy of the NLTK data it bundles.
+
+    nltk refuses to open a file with more than one hard link, and uv installs packages as
+    hard links into its cache, so the bundled stopwords cannot be read where they are.
+    """
+    spec = importlib.util.find_spec("llama_index.core")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("llama-index is not installed: run `make bench-ingest`")
+    bundled = Path(spec.origin).parent / "_static" / "nltk_cache"
+    copy = work / "nltk_data"
+    shutil.copytree(bundled, copy, dirs_exist_ok=True)
+    os.environ["NLTK_DATA"] = str(copy)
+
+
 def run_llamaindex(
     articles: list[Article], work: Path, settings: IndexerSettings
 ) -> tuple[float, int]:
+    private_nltk_data(work)
     from llama_index.core import Document
     from llama_index.core.ingestion import IngestionPipeline
     from llama_index.core.node_parser import SentenceSplitter

@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from qdrant_client import AsyncQdrantClient
 
 from llmops.settings import ServiceSettings
@@ -49,3 +49,27 @@ async def insert_once(
     except DuplicateKeyError:
         return False
     return True
+
+
+_DUPLICATE_KEY = 11000
+
+
+async def insert_new(
+    collection: AsyncCollection[MongoDocument], documents: list[MongoDocument]
+) -> set[Any]:
+    """Insert the documents whose `_id` is not taken yet; returns the `_id`s that were.
+
+    Inserting first and updating only what exists is the cheap way to write records that
+    are usually new: FerretDB's SQLite backend (local runs and tests) scans a whole
+    collection for every update, while an insert costs the same at any size.
+    """
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != _DUPLICATE_KEY for error in errors):
+            raise
+        return {documents[error["index"]]["_id"] for error in errors}
+    return set()

@@ -8,6 +8,7 @@ import asyncio
 
 from fastapi import FastAPI
 
+from llmops.embedding.batching import EncodeBatcher
 from llmops.embedding.dense import DenseEncoder, load_dense_encoder
 from llmops.embedding.sparse import Bm25Encoder
 from llmops.events.catalog import CONTRACTS, Topic
@@ -42,8 +43,15 @@ def create_app(settings: IndexerSettings) -> FastAPI:
         dense = await asyncio.to_thread(load_encoder, settings)
         sparse = Bm25Encoder()
         retriever.set(Retriever(store=store, dense=dense, sparse=sparse))
+        batcher = EncodeBatcher(dense, batch_size=settings.embedding_batch_size)
+        context.resources.push_async_callback(batcher.close)
         indexer = ChunkIndexer(
-            store=store, dense=dense, sparse=sparse, db=context.db, bus=context.bus
+            store=store,
+            dense=dense,
+            batcher=batcher,
+            sparse=sparse,
+            db=context.db,
+            bus=context.bus,
         )
         context.bus.subscribe(CONTRACTS[Topic.DOCS_CHUNKED], indexer.on_chunks)
 

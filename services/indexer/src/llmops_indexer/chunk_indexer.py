@@ -8,19 +8,19 @@ under an id derived from the version, so a republished one is a recognisable dup
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops.bus import EventBus
+from llmops.embedding.batching import EncodeBatcher
 from llmops.embedding.dense import DenseEncoder
 from llmops.embedding.sparse import Bm25Encoder
 from llmops.events.catalog import CONTRACTS, Chunk, ChunkBatch, DocumentIndexed, Topic
 from llmops.events.envelope import Envelope
 from llmops.rag.ids import indexed_event_id, vector_collection_name
-from llmops.storage import MongoDocument
+from llmops.storage import MongoDocument, insert_new
 from llmops.telemetry import get_logger
 from llmops_indexer.vector_store import ChunkPoint, VectorStore
 
@@ -33,19 +33,22 @@ def embedding_text(chunk: Chunk) -> str:
 
 
 class ChunkIndexer:
-    """The `docs.chunked` handler."""
+    """The `docs.chunked` handler. The bus runs it for several documents at once; their
+    chunks are encoded together, in batches of the encoder's size (`EncodeBatcher`)."""
 
     def __init__(
         self,
         *,
         store: VectorStore,
         dense: DenseEncoder,
+        batcher: EncodeBatcher,
         sparse: Bm25Encoder,
         db: AsyncDatabase[MongoDocument],
         bus: EventBus,
     ) -> None:
         self._store = store
         self._dense = dense
+        self._batcher = batcher
         self._sparse = sparse
         self._latest = db["index_latest_versions"]
         self._progress = db["index_progress"]
@@ -63,35 +66,43 @@ class ChunkIndexer:
     async def on_chunks(self, event: Envelope[ChunkBatch]) -> None:
         batch, tenant = event.data, event.tenant
         key = f"{tenant}/{batch.document_id}"
-        latest = await self._latest.find_one_and_update(
-            {"_id": key},
-            {"$max": {"latest_version": batch.document_version}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        if latest is not None and latest["latest_version"] > batch.document_version:
+        if await self._latest_version(key, batch.document_version) > batch.document_version:
             _log.info("stale chunk batch ignored", document_id=batch.document_id)
             return
         name = self.vector_collection(batch.collection)
         await self._ensure(name)
         if batch.chunks:
             await self._store.upsert(name, await self._points(tenant, batch))
-        arrived = await self._progress.find_one_and_update(
-            {"_id": f"{key}@{batch.document_version}"},
-            {
-                "$addToSet": {"batches": batch.batch_index},
-                "$set": {f"chunks.{batch.batch_index}": len(batch.chunks)},
-            },
-            upsert=True,
+        arrived = await self._arrived(f"{key}@{batch.document_version}", batch)
+        if len(arrived) >= batch.batch_count:
+            await self._complete(event, name, sum(arrived.values()))
+
+    async def _latest_version(self, key: str, version: int) -> int:
+        """Record `version` of the document `key` as seen; the newest version seen so far."""
+        if not await insert_new(self._latest, [{"_id": key, "latest_version": version}]):
+            return version  # the document's first version (inserting is cheap; see storage)
+        latest = await self._latest.find_one_and_update(
+            {"_id": key},
+            {"$max": {"latest_version": version}},
             return_document=ReturnDocument.AFTER,
         )
-        if arrived is not None and len(arrived["batches"]) >= batch.batch_count:
-            chunk_count = sum(arrived.get("chunks", {}).values())
-            await self._complete(event, name, chunk_count)
+        return int(latest["latest_version"]) if latest else version
+
+    async def _arrived(self, key: str, batch: ChunkBatch) -> dict[str, int]:
+        """Record that this batch of a version is indexed; chunk counts of all that are."""
+        index, chunks = str(batch.batch_index), len(batch.chunks)
+        if not await insert_new(self._progress, [{"_id": key, "chunks": {index: chunks}}]):
+            return {index: chunks}
+        arrived = await self._progress.find_one_and_update(
+            {"_id": key},
+            {"$set": {f"chunks.{index}": chunks}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return dict(arrived["chunks"]) if arrived else {index: chunks}
 
     async def _points(self, tenant: str, batch: ChunkBatch) -> list[ChunkPoint]:
         texts = [embedding_text(chunk) for chunk in batch.chunks]
-        dense = await asyncio.to_thread(self._dense.encode, texts)
+        dense = await self._batcher.encode(texts)  # with the batches handled alongside
         sparse = self._sparse.encode_documents(texts)
         return [
             ChunkPoint(

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the route-local Annotated aliases.
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
@@ -11,7 +10,7 @@ from pydantic import BaseModel
 from llmops.events.catalog import IngestJobState
 from llmops.rag.ids import COLLECTION_PATTERN
 from llmops.rag.jobs import JobCounts, JobSubmission, JobView
-from llmops.service import ServiceContext, service_context
+from llmops.service import LateBound, ServiceContext, service_context
 from llmops.tenancy import DEFAULT_TENANT, TenantId
 from llmops_ingestion.ingest_worker import DocumentNotFoundError, IngestWorker
 from llmops_ingestion.job_store import JobNotFoundError, JobStore
@@ -29,15 +28,12 @@ class DeletionAccepted(BaseModel):
     version: int
 
 
-WorkerFactory = Callable[[ServiceContext], IngestWorker]
-
-
-def build_router(make_worker: WorkerFactory) -> APIRouter:
-    """The routes; `make_worker` builds the worker over the running service's context."""
+def build_router(worker: LateBound[IngestWorker]) -> APIRouter:
+    """The routes; `worker` is the one the service's consumer runs too (set at start-up)."""
     router = APIRouter(prefix="/v1", tags=["ingestion"])
 
-    def worker_of(context: Annotated[ServiceContext, Depends(service_context)]) -> IngestWorker:
-        return make_worker(context)
+    def worker_of() -> IngestWorker:
+        return worker.get()
 
     def jobs_of(context: Annotated[ServiceContext, Depends(service_context)]) -> JobStore:
         return JobStore(context.db)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from llmops.blobs import BlobStore
 from llmops.embedding.models import load_tokenizer
 from llmops.events.catalog import CONTRACTS, Topic
-from llmops.service import ServiceContext, create_service_app
+from llmops.service import LateBound, ServiceContext, create_service_app
 from llmops_ingestion import api
 from llmops_ingestion.chunking import TokenizerCounter
 from llmops_ingestion.dedup import MinHasher
@@ -35,8 +35,12 @@ def create_app(settings: IngestionSettings) -> FastAPI:
         ),
     )
 
-    def make_worker(context: ServiceContext) -> IngestWorker:
-        return IngestWorker(
+    # One worker for the API and the consumer: its locks keep concurrent writes apart.
+    worker: LateBound[IngestWorker] = LateBound("the ingest worker")
+
+    async def wire(context: ServiceContext) -> None:
+        await JobStore.create_indexes(context.db)
+        ingest = IngestWorker(
             jobs=JobStore(context.db),
             documents=DocumentRegistry(context.db),
             blobs=BlobStore(settings.blob_store_path),
@@ -44,13 +48,10 @@ def create_app(settings: IngestionSettings) -> FastAPI:
             tools=tools,
             chunks_per_batch=settings.chunks_per_batch,
         )
-
-    async def wire(context: ServiceContext) -> None:
-        await JobStore.create_indexes(context.db)
-        worker = make_worker(context)
-        context.bus.subscribe(CONTRACTS[Topic.DOCS_INGEST_REQUESTED], worker.on_ingest_requested)
-        context.bus.subscribe(CONTRACTS[Topic.DOCS_INDEXED], worker.on_document_indexed)
+        worker.set(ingest)
+        context.bus.subscribe(CONTRACTS[Topic.DOCS_INGEST_REQUESTED], ingest.on_ingest_requested)
+        context.bus.subscribe(CONTRACTS[Topic.DOCS_INDEXED], ingest.on_document_indexed)
 
     return create_service_app(
-        settings, description=__doc__ or "", routers=[api.build_router(make_worker)], wire=wire
+        settings, description=__doc__ or "", routers=[api.build_router(worker)], wire=wire
     )

@@ -8,7 +8,9 @@ among the live documents of a collection.
 Every lookup goes by `_id`: the fingerprint and each band key of a collection are
 documents of their own (`document_fingerprints`, `document_bands`) naming the documents
 that have them. A query on any other field is a full scan on servers that push only
-`_id` filters down (FerretDB's SQLite backend), which made ingestion quadratic.
+`_id` filters down (FerretDB's SQLite backend), which made ingestion quadratic. That
+backend also scans the collection for every update, so keys are inserted when new (most
+band keys of a document are) and updated only when another document holds them too.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from llmops.storage import MongoDocument
+from llmops.storage import MongoDocument, insert_new
 from llmops_ingestion.dedup import MinHasher
 
 
@@ -122,41 +125,41 @@ class DocumentRegistry:
         self, tenant: str, collection: str, document_id: str, version: int, new: DocumentVersion
     ) -> None:
         """Make `version` the live one (idempotent: a redelivery writes the same fields)."""
-        await self._fingerprints.update_one(
-            {"_id": self._scoped(tenant, collection, new.fingerprint)},
-            {"$addToSet": {"documents": document_id}},
-            upsert=True,
+        keys = [self._scoped(tenant, collection, new.fingerprint)]
+        await self._hold(self._fingerprints, keys, document_id)
+        await self._hold(
+            self._bands, [self._scoped(tenant, collection, band) for band in new.bands], document_id
         )
-        if new.bands:
+        fields = {
+            "tenant": tenant,
+            "collection": collection,
+            "document_id": document_id,
+            "source": new.source,
+            "version": version,
+            "content_sha256": new.content_sha256,
+            "fingerprint": new.fingerprint,
+            "signature": list(new.signature),
+            "bands": list(new.bands),
+            "request_event_id": new.request_event_id,
+            "job_id": new.job_id,
+            "deleted": False,
+            "updated_at": datetime.now(UTC),
+        }
+        key = self._key(tenant, document_id)
+        if await insert_new(self._documents, [{"_id": key, **fields}]):
+            await self._documents.update_one({"_id": key}, {"$set": fields})
+
+    @staticmethod
+    async def _hold(
+        index: AsyncCollection[MongoDocument], keys: Sequence[str], document_id: str
+    ) -> None:
+        """Add `document_id` to the holders of each key (idempotent)."""
+        taken = await insert_new(index, [{"_id": key, "documents": [document_id]} for key in keys])
+        if taken:
             holds = {"$addToSet": {"documents": document_id}}
-            await self._bands.bulk_write(
-                [
-                    UpdateOne({"_id": self._scoped(tenant, collection, band)}, holds, upsert=True)
-                    for band in new.bands
-                ],
-                ordered=False,
+            await index.bulk_write(
+                [UpdateOne({"_id": key}, holds) for key in sorted(taken)], ordered=False
             )
-        await self._documents.update_one(
-            {"_id": self._key(tenant, document_id)},
-            {
-                "$set": {
-                    "tenant": tenant,
-                    "collection": collection,
-                    "document_id": document_id,
-                    "source": new.source,
-                    "version": version,
-                    "content_sha256": new.content_sha256,
-                    "fingerprint": new.fingerprint,
-                    "signature": list(new.signature),
-                    "bands": list(new.bands),
-                    "request_event_id": new.request_event_id,
-                    "job_id": new.job_id,
-                    "deleted": False,
-                    "updated_at": datetime.now(UTC),
-                }
-            },
-            upsert=True,
-        )
 
     async def write_deletion(self, record: DocumentRecord, version: int) -> None:
         """Record the empty version that removes the document from search."""

@@ -29,12 +29,13 @@ from llmops.events.catalog import (
     Topic,
 )
 from llmops.events.envelope import Envelope
+from llmops.keyed_locks import KeyedLocks
 from llmops.rag.ids import chunk_id_for
 from llmops.rag.jobs import ItemState, JobItem, JobSubmission, JobView
 from llmops.telemetry import get_logger
 from llmops_ingestion.data_report import DUPLICATE_REASON, NEAR_DUPLICATE_REASON, build_report
 from llmops_ingestion.document_pipeline import PipelineTools, PreparedDocument, prepare_document
-from llmops_ingestion.document_registry import DocumentRegistry, DocumentVersion
+from llmops_ingestion.document_registry import DocumentRecord, DocumentRegistry, DocumentVersion
 from llmops_ingestion.extraction import ExtractionError
 from llmops_ingestion.job_store import FINAL_JOB_STATES, ItemRecord, JobRecord, JobStore
 
@@ -47,6 +48,24 @@ PROCESSING_ERROR_REASON = "processing_error"
 
 class DocumentNotFoundError(LookupError):
     """No live document with this id in the collection."""
+
+
+@dataclass(frozen=True)
+class _Duplicate:
+    """The document a new one duplicates (exactly, or above the near-duplicate threshold)."""
+
+    reason: str
+    detail: str
+    of: DocumentRecord
+    similarity: float
+
+
+@dataclass(frozen=True)
+class _Registered:
+    """The version a document was registered under, and a near duplicate it was kept with."""
+
+    version: int
+    near: _Duplicate | None
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,7 @@ class IngestWorker:
         self._bus = bus
         self._tools = tools
         self._chunks_per_batch = chunks_per_batch
+        self._registrations = KeyedLocks()
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -142,12 +162,14 @@ class IngestWorker:
             raise PermanentError(
                 f"ingest job {request.job_id} has no document {request.document_id}"
             )
-        if record.item.state is not ItemState.QUEUED:
-            return  # redelivered after it was handled
+        if record.item.state not in (ItemState.QUEUED, ItemState.CHUNKED):
+            return  # redelivered after it was settled
+        # CHUNKED: redelivered after its chunks may or may not have been published; the
+        # same version is published again (same chunk ids, so the indexer changes nothing).
         job = await self._jobs.job(request.job_id)
         if job.state in FINAL_JOB_STATES:
             return
-        if await self._jobs.start(job.job_id):
+        if job.state is IngestJobState.QUEUED and await self._jobs.start(job.job_id):
             await self._announce(await self._jobs.job(job.job_id))
         await self._ingest(event, record, job)
 
@@ -188,20 +210,56 @@ class IngestWorker:
             )
             return
 
+        # Check for duplicates and register this version as one step per collection, or
+        # two copies handled at once would each miss the other.
+        async with self._registrations.hold(f"{tenant}/{request.collection}"):
+            registered = await self._register(event, prepared, job, current, redelivery)
+        if isinstance(registered, _Duplicate):
+            await self._settle(
+                record,
+                ItemState.SKIPPED,
+                reason=registered.reason,
+                detail=registered.detail,
+                near_duplicate_of=registered.of.document_id,
+                similarity=registered.similarity,
+            )
+            return
+        version, near = registered.version, registered.near
+        # CHUNKED is stored before the chunks go out: `docs.indexed` for them can arrive
+        # (and be handled concurrently) as soon as they are published.
+        chunked = record.item.model_copy(
+            update={
+                "state": ItemState.CHUNKED,
+                "document_version": version,
+                "chunks": len(prepared.chunks),
+                "characters": prepared.characters,
+                "near_duplicate_of": near.of.document_id if near else None,
+                "similarity": near.similarity if near else None,
+                "pii_redactions": prepared.pii_redactions,
+            }
+        )
+        await self._jobs.update_item(
+            record, chunked, chunk_tokens=[chunk.token_count for chunk in prepared.chunks]
+        )
+        await self._publish_chunks(event, version, prepared)
+
+    async def _register(
+        self,
+        event: Envelope[IngestRequested],
+        prepared: PreparedDocument,
+        job: JobRecord,
+        current: DocumentRecord | None,
+        redelivery: bool,
+    ) -> _Registered | _Duplicate:
+        """The duplicate this document is skipped as, or the version it is registered under."""
+        request, tenant = event.data, event.tenant
         duplicate = await self._documents.exact_duplicate(
             tenant, request.collection, prepared.fingerprint, excluding=request.document_id
         )
         if duplicate is not None:
-            await self._settle(
-                record,
-                ItemState.SKIPPED,
-                reason=DUPLICATE_REASON,
-                detail=f"same text as {duplicate.source} ({duplicate.document_id})",
-                near_duplicate_of=duplicate.document_id,
-                similarity=1.0,
-            )
-            return
-        near = await self._documents.near_duplicate(
+            detail = f"same text as {duplicate.source} ({duplicate.document_id})"
+            return _Duplicate(DUPLICATE_REASON, detail, duplicate, 1.0)
+        found = await self._documents.near_duplicate(
             tenant,
             request.collection,
             prepared.signature,
@@ -209,21 +267,14 @@ class IngestWorker:
             excluding=request.document_id,
             threshold=job.options.near_duplicate_threshold,
         )
-        if near is not None and job.options.skip_near_duplicates:
-            await self._settle(
-                record,
-                ItemState.SKIPPED,
-                reason=NEAR_DUPLICATE_REASON,
-                detail=f"{near[1]:.0%} similar to {near[0].source} ({near[0].document_id})",
-                near_duplicate_of=near[0].document_id,
-                similarity=near[1],
-            )
-            return
-
-        if redelivery and current is not None:
-            version = current.version
-        else:
-            version = current.version + 1 if current is not None else 1
+        near = None
+        if found is not None:
+            of, similarity = found
+            detail = f"{similarity:.0%} similar to {of.source} ({of.document_id})"
+            near = _Duplicate(NEAR_DUPLICATE_REASON, detail, of, similarity)
+            if job.options.skip_near_duplicates:
+                return near
+        version = 1 if current is None else current.version + (0 if redelivery else 1)
         await self._documents.write_version(
             tenant,
             request.collection,
@@ -239,21 +290,7 @@ class IngestWorker:
                 job_id=request.job_id,
             ),
         )
-        await self._publish_chunks(event, version, prepared)
-        chunked = record.item.model_copy(
-            update={
-                "state": ItemState.CHUNKED,
-                "document_version": version,
-                "chunks": len(prepared.chunks),
-                "characters": prepared.characters,
-                "near_duplicate_of": near[0].document_id if near else None,
-                "similarity": near[1] if near else None,
-                "pii_redactions": prepared.pii_redactions,
-            }
-        )
-        await self._jobs.update_item(
-            record, chunked, chunk_tokens=[chunk.token_count for chunk in prepared.chunks]
-        )
+        return _Registered(version, near)
 
     def _prepare(self, request: IngestRequested, job: JobRecord) -> PreparedDocument:
         content = self._blobs.read(request.content_uri)
@@ -325,7 +362,7 @@ class IngestWorker:
     async def _settle(self, record: ItemRecord, state: ItemState, **changes: object) -> None:
         """Give one item its final state, announce it, and finish the job if it was the last."""
         item = record.item.model_copy(update={"state": state, **changes})
-        job = await self._jobs.update_item(record, item)
+        job = await self._jobs.settle_item(record, item)
         await self._announce(job, item=item)
         await self._finish_if_done(job)
 

@@ -3,6 +3,10 @@
 Every write is safe to repeat: a redelivered event sets the same fields again. The job
 document keeps each item's final outcome and chunk count in maps keyed by the item's
 position, so counts are derived, never incremented, and cannot drift on redelivery.
+
+Events of one job are handled concurrently, and FerretDB applies an update as a read
+then a write (ADR 0008), so this store writes each job document one update at a time
+per process. (On MongoDB an update of one document is atomic anyway.)
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops.events.catalog import IngestJobState
+from llmops.keyed_locks import KeyedLocks
 from llmops.rag.jobs import (
     CollectionOptions,
     DataReport,
@@ -73,6 +78,7 @@ class JobStore:
         self._jobs = db["ingest_jobs"]
         self._items = db["ingest_items"]
         self._collections = db["ingest_collections"]
+        self._job_writes = KeyedLocks()
 
     @staticmethod
     async def create_indexes(db: AsyncDatabase[MongoDocument]) -> None:
@@ -158,10 +164,11 @@ class JobStore:
 
     async def start(self, job_id: str) -> bool:
         """Mark a queued job running; True only for the call that did it."""
-        result = await self._jobs.update_one(
-            {"_id": job_id, "state": IngestJobState.QUEUED.value},
-            {"$set": {"state": IngestJobState.RUNNING.value, "updated_at": datetime.now(UTC)}},
-        )
+        async with self._job_writes.hold(job_id):
+            result = await self._jobs.update_one(
+                {"_id": job_id, "state": IngestJobState.QUEUED.value},
+                {"$set": {"state": IngestJobState.RUNNING.value, "updated_at": datetime.now(UTC)}},
+            )
         return result.modified_count == 1
 
     async def set_state(
@@ -171,10 +178,11 @@ class JobStore:
         update: MongoDocument = {"state": state.value, "updated_at": datetime.now(UTC)}
         if report is not None:
             update["report"] = report.model_dump(mode="json")
-        await self._jobs.update_one(
-            {"_id": job_id, "state": {"$nin": [s.value for s in FINAL_JOB_STATES]}},
-            {"$set": update},
-        )
+        async with self._job_writes.hold(job_id):
+            await self._jobs.update_one(
+                {"_id": job_id, "state": {"$nin": [s.value for s in FINAL_JOB_STATES]}},
+                {"$set": update},
+            )
 
     async def view(self, job_id: str, tenant: str, *, with_items: bool = True) -> JobView:
         """The job for its tenant; `with_items=False` skips the per-document list (polling)."""
@@ -212,26 +220,41 @@ class JobStore:
 
     async def update_item(
         self, record: ItemRecord, item: JobItem, *, chunk_tokens: list[int] | None = None
-    ) -> JobRecord:
-        """Store the item's new state; a final one also lands in the job's outcome map."""
+    ) -> None:
+        """Store a step of the item that is not its final state (the job is untouched)."""
+        if item.state.final:
+            raise ValueError(f"{item.state.value} is final: settle_item stores it")
+        await self._write_item(record, item, chunk_tokens)
+
+    async def settle_item(self, record: ItemRecord, item: JobItem) -> JobRecord:
+        """Store the item's final state, then its outcome in the job; returns the job."""
+        if not item.state.final:
+            raise ValueError(f"{item.state.value} is not final: update_item stores it")
+        await self._write_item(record, item, None)
+        update: MongoDocument = {
+            "updated_at": datetime.now(UTC),
+            f"outcomes.{record.ordinal}": item.state.value,
+            f"chunks.{record.ordinal}": item.chunks,
+        }
+        async with self._job_writes.hold(record.job_id):
+            updated = await self._jobs.find_one_and_update(
+                {"_id": record.job_id},
+                {"$set": update},
+                return_document=ReturnDocument.AFTER,
+            )
+        if updated is None:
+            raise JobNotFoundError(f"no ingest job {record.job_id}")
+        return _job_record(updated)
+
+    async def _write_item(
+        self, record: ItemRecord, item: JobItem, chunk_tokens: list[int] | None
+    ) -> None:
         fields: MongoDocument = item.model_dump(mode="json")
         if chunk_tokens is not None:
             fields["chunk_tokens"] = chunk_tokens
         await self._items.update_one(
             {"_id": f"{record.job_id}/{item.document_id}"}, {"$set": fields}
         )
-        job_update: MongoDocument = {"updated_at": datetime.now(UTC)}
-        if item.state.final:
-            job_update[f"outcomes.{record.ordinal}"] = item.state.value
-            job_update[f"chunks.{record.ordinal}"] = item.chunks
-        updated = await self._jobs.find_one_and_update(
-            {"_id": record.job_id},
-            {"$set": job_update},
-            return_document=ReturnDocument.AFTER,
-        )
-        if updated is None:
-            raise JobNotFoundError(f"no ingest job {record.job_id}")
-        return _job_record(updated)
 
 
 def _job_record(found: MongoDocument) -> JobRecord:
