@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -70,7 +71,7 @@ class _Record:
     headers: dict[str, str]
 
     @classmethod
-    def of(cls, record: Any) -> _Record:
+    def of(cls, record: ConsumerRecord[Any, Any]) -> _Record:
         """From an aiokafka `ConsumerRecord`; undecodable header bytes are replaced, and
         the codec then rejects the event with a reason instead of the poll failing."""
         return cls(

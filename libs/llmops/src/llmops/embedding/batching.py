@@ -42,10 +42,6 @@ class EncodeBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
-    @property
-    def dimension(self) -> int:
-        return self._encoder.dimension
-
     async def encode(self, texts: Sequence[str]) -> Embeddings:
         """Embeddings of `texts`, encoded together with whatever else is waiting."""
         if self._closed:
