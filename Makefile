@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 LINT_PATHS := libs services tests bench infra
 LITELLM_VENV := .llmops/bench/litellm-venv
 
-.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts bench-ingest bench-inference bench-gateway
+.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts bench-ingest bench-inference bench-gateway bench-eval
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,3 +77,6 @@ bench-gateway: setup $(LITELLM_VENV)/bin/litellm ## Gateway overhead vs LiteLLM 
 
 bench-inference: venv ## Transformers engine: dynamic batching vs one at a time, 16 concurrent requests
 	$(PY) bench/inference_batching.py
+
+bench-eval: venv ## Evaluation metrics: items/s over 10,000 items vs sacrebleu + rouge-score
+	$(PY) bench/eval_metrics.py

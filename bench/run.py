@@ -13,6 +13,7 @@ BENCHMARKS = [
     "inference_batching.py",
     "gateway_overhead.py",
     "ingest_throughput.py",
+    "eval_metrics.py",
 ]
 
 

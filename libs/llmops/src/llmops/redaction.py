@@ -45,6 +45,14 @@ def redact_pii(text: str, kinds: Collection[PiiKind] = frozenset(PiiKind)) -> Re
     return Redaction(text, counts)
 
 
+def find_pii(text: str) -> list[str]:
+    """The personal data in `text`, each occurrence as written (what `redact_pii` replaces)."""
+    found: list[str] = []
+    for kind, detector in _DETECTORS:
+        text, _ = detector.replace(text, f"[{kind.name}]", found=found)
+    return found
+
+
 _Validator = Callable[[str], bool]
 
 
@@ -55,18 +63,23 @@ class _Detector:
     pattern: re.Pattern[str]
     accept: _Validator
 
-    def replace(self, text: str, placeholder: str) -> tuple[str, int]:
-        """`text` with every accepted candidate replaced, and how many were."""
-        found = 0
+    def replace(
+        self, text: str, placeholder: str, *, found: list[str] | None = None
+    ) -> tuple[str, int]:
+        """`text` with every accepted candidate replaced, and how many were (appended to
+        `found` when given)."""
+        replaced = 0
 
         def substitute(match: re.Match[str]) -> str:
-            nonlocal found
+            nonlocal replaced
             if not self.accept(match.group()):
                 return match.group()
-            found += 1
+            replaced += 1
+            if found is not None:
+                found.append(match.group())
             return placeholder
 
-        return self.pattern.sub(substitute, text), found
+        return self.pattern.sub(substitute, text), replaced
 
 
 def _digits(text: str) -> str:

@@ -17,24 +17,11 @@ from llmops.events.catalog import PromptRef
 from llmops.llm.chat import ChatCompletionRequest, ChatMessage, PromptOptions, RagOptions
 from llmops.llm.errors import ApiError
 from llmops.prompting import RenderError
+from llmops.rag.context import context_message, format_context
 from llmops.rag.search import SearchHit, SearchRequest, SearchResponse
 from llmops.tenancy import TENANT_HEADER
 from llmops_gateway.completion_record import CompletionRecord
 from llmops_gateway.prompt_cache import PromptCache, PromptNotFoundError
-
-RAG_INSTRUCTIONS = (
-    "Answer the user's question using only the numbered passages below. Cite the passages "
-    "you use as [1], [2], ... If they do not contain the answer, say that you do not know."
-)
-
-
-def format_context(hits: list[SearchHit]) -> str:
-    """The passages, numbered as the citations are."""
-    blocks = []
-    for number, hit in enumerate(hits, start=1):
-        title = f" {hit.title}" if hit.title else ""
-        blocks.append(f"[{number}]{title} ({hit.source})\n{hit.text.strip()}")
-    return "\n\n".join(blocks)
 
 
 def citations(hits: list[SearchHit], collection: str) -> list[dict[str, Any]]:
@@ -74,9 +61,7 @@ class ChatContext:
             # The rendered prompt comes first; the client's messages continue the chat.
             return [*rendered, *body.messages]
         if hits:
-            context = ChatMessage(
-                role="system", content=f"{RAG_INSTRUCTIONS}\n\n{format_context(hits)}"
-            )
+            context = ChatMessage(role="system", content=context_message(hits))
             return [context, *body.messages]
         return list(body.messages)
 
