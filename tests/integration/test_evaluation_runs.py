@@ -103,7 +103,7 @@ async def test_a_run_answers_every_item_with_the_toy_model_and_publishes_its_sco
 
 
 async def test_gate_fails_a_regressing_candidate_and_passes_an_equal_one(
-    service_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]
+    service_settings: SettingsFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     async with evaluation_stack(service_settings, stubs={"echo": StubBehaviour()}) as stack:
         await stack.create_prompt("support", "{{ question }}", label="production")
@@ -147,6 +147,8 @@ async def test_gate_fails_a_regressing_candidate_and_passes_an_equal_one(
         regressed_report = capsys.readouterr().out
         same = await asyncio.to_thread(gate, "support:1")
         same_report = capsys.readouterr().out
+        export = ["eval", "export", "faq@1", "--url", stack.evaluation_url]
+        exported = await asyncio.to_thread(cli, [*export, "-o", str(tmp_path / "faq.jsonl")])
 
     assert regressed == 1, regressed_report
     assert "REGRESSION  rougeL" in regressed_report
@@ -154,6 +156,9 @@ async def test_gate_fails_a_regressing_candidate_and_passes_an_equal_one(
     assert "0/0/5" in regressed_report  # W/T/L: the candidate lost every item
     assert same == 0, same_report
     assert "gate passed" in same_report
+    assert exported == 0
+    lines = (tmp_path / "faq.jsonl").read_text().splitlines()
+    assert [json.loads(line)["item_id"] for line in lines] == list(QUESTIONS)
 
 
 async def test_bad_requests_are_refused_with_reasons(service_settings: SettingsFactory) -> None:

@@ -18,7 +18,12 @@ from llmops.service import LateBound
 from llmops.tenancy import DEFAULT_TENANT, TenantId
 from llmops_evaluation.comparison import ComparisonError, RunComparison, compare_runs
 from llmops_evaluation.completion_log import CompletionFilter, CompletionLog
-from llmops_evaluation.dataset_items import InvalidDatasetFileError, items_to_jsonl, parse_items
+from llmops_evaluation.dataset_items import (
+    DatasetItem,
+    InvalidDatasetFileError,
+    items_to_jsonl,
+    parse_items,
+)
 from llmops_evaluation.datasets import (
     DATASET_NAME_PATTERN,
     DatasetNotFoundError,
@@ -124,9 +129,7 @@ def build_router(evaluation: LateBound[Evaluation]) -> APIRouter:
     ) -> DatasetVersion:
         """Add a version made of stored production completions (production's answer becomes
         the reference; correct it by uploading an edited export)."""
-        items = [c.as_item() async for c in ev.completions.select(tenant, body.filter)]
-        if not items:
-            raise HTTPException(422, "no stored completion matches the filter")
+        items = await _selected_items(ev, tenant, body.filter)
         return await ev.datasets.add_version(
             tenant,
             name,
@@ -247,9 +250,7 @@ def build_router(evaluation: LateBound[Evaluation]) -> APIRouter:
     async def replay(body: ReplayRequest, ev: Eval, tenant: TenantId = DEFAULT_TENANT) -> Replay:
         """Shadow evaluation: past production requests answered by a candidate, scored
         against production's answers, before any user sees the candidate."""
-        items = [c.as_item() async for c in ev.completions.select(tenant, body.filter)]
-        if not items:
-            raise HTTPException(422, "no stored completion matches the filter")
+        items = await _selected_items(ev, tenant, body.filter)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         name = f"replay-{stamp}-{uuid.uuid4().hex[:6]}"
         dataset = await ev.datasets.add_version(
@@ -274,6 +275,16 @@ def build_router(evaluation: LateBound[Evaluation]) -> APIRouter:
         return Replay(dataset=dataset, run=run)
 
     return router
+
+
+async def _selected_items(
+    ev: Evaluation, tenant: str, selection: CompletionFilter
+) -> list[DatasetItem]:
+    """The stored completions the filter selects, as dataset items; 422 when none match."""
+    items = [c.as_item() async for c in ev.completions.select(tenant, selection)]
+    if not items:
+        raise HTTPException(422, "no stored completion matches the filter")
+    return items
 
 
 async def _start_run(ev: Evaluation, tenant: str, body: RunRequest) -> RunView:

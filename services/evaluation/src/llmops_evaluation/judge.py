@@ -127,10 +127,13 @@ class LlmJudge:
             return cached[1], cached[2]
         name = rubric_prompt_name(metric)
         try:
-            await self._prompts.ensure(name, RUBRICS[metric], author="evaluation")
             resolved = await self._prompts.resolve(name, label="production", version=None)
-        except (CandidateError, httpx.HTTPError) as exc:
-            raise JudgeError(f"the rubric {name!r} is not available: {exc}") from exc
+        except CandidateError:  # first use: create the default rubric, then read it back
+            try:
+                await self._prompts.ensure(name, RUBRICS[metric], author="evaluation")
+                resolved = await self._prompts.resolve(name, label="production", version=None)
+            except (CandidateError, httpx.HTTPError) as exc:
+                raise JudgeError(f"the rubric {name!r} is not available: {exc}") from exc
         compiled = CompiledPrompt(resolved.spec)
         self._rubrics[metric] = (time.monotonic(), compiled, resolved.spec.parameters)
         return compiled, resolved.spec.parameters

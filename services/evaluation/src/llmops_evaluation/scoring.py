@@ -13,13 +13,12 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from llmops.embedding.batching import EncodeBatcher
 from llmops.embedding.dense import DenseEncoder
 from llmops_evaluation.groundedness import expected_context_recall, groundedness
 from llmops_evaluation.judge import JudgeError, LlmJudge
 from llmops_evaluation.metrics import (
+    EMBEDDING_METRICS,
     LEXICAL_METRICS,
     SAFETY_METRICS,
     MetricSpec,
@@ -27,8 +26,8 @@ from llmops_evaluation.metrics import (
     score_lexical,
     score_safety,
 )
+from llmops_evaluation.metrics.embedding import cosine_similarities
 
-EMBEDDING_METRIC = "embedding_similarity"
 JUDGE_METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
@@ -56,9 +55,6 @@ OTHER_METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
         MetricSpec(
-            EMBEDDING_METRIC, True, True, "Cosine similarity of answer and reference embeddings."
-        ),
-        MetricSpec(
             "groundedness",
             True,
             False,
@@ -74,7 +70,9 @@ OTHER_METRICS: dict[str, MetricSpec] = {
         ),
     )
 }
-METRICS: dict[str, MetricSpec] = LEXICAL_METRICS | SAFETY_METRICS | OTHER_METRICS | JUDGE_METRICS
+METRICS: dict[str, MetricSpec] = (
+    LEXICAL_METRICS | SAFETY_METRICS | EMBEDDING_METRICS | OTHER_METRICS | JUDGE_METRICS
+)
 DEFAULT_METRICS = ("exact_match", "token_f1", "bleu", "rougeL", "pii_leak", "toxicity")
 REFERENCE_FREE = frozenset(
     {*SAFETY_METRICS, "groundedness", "faithfulness", "answer_relevance", "context_precision"}
@@ -164,7 +162,7 @@ class AnswerScorer:
         return scores
 
     async def _score_one(self, metric: str, answer: Answer) -> tuple[float | None, str]:
-        if metric == EMBEDDING_METRIC:
+        if metric in EMBEDDING_METRICS:
             if answer.reference is None:
                 return None, "the item has no reference answer"
             return await self._similarity(answer.answer, answer.reference), ""
@@ -202,11 +200,8 @@ class AnswerScorer:
 
     async def _similarity(self, answer: str, reference: str) -> float:
         batcher = await self._encoder()
-        vectors = np.asarray(await batcher.encode([answer, reference]), dtype=np.float64)
-        norms = np.linalg.norm(vectors, axis=1)
-        if not norms.all():
-            return 0.0
-        return float(vectors[0] @ vectors[1] / (norms[0] * norms[1]))
+        vectors = await batcher.encode([answer, reference])
+        return cosine_similarities(vectors[:1], vectors[1:])[0]
 
     async def _encoder(self) -> EncodeBatcher:
         async with self._loading:

@@ -37,7 +37,6 @@ class DriftReport:
     statistic: float
     p_value: float | None
     threshold: float
-    drifted: bool
     description: str
     decided_by: Literal["p_value", "statistic"]
     """Whether `threshold` is a significance level for `p_value` or a bound on `statistic`."""
@@ -46,10 +45,18 @@ class DriftReport:
     examples: tuple[str, ...] = ()
     """A few illustrative items: the categories that grew most, the bins that moved, ..."""
 
+    @property
+    def drifted(self) -> bool:
+        """p-value below the significance level, or the statistic at or above its bound."""
+        if self.decided_by == "p_value":
+            return self.p_value is not None and self.p_value < self.threshold
+        return self.statistic >= self.threshold
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON or MongoDB."""
         data = asdict(self)
         data["examples"] = list(self.examples)
+        data["drifted"] = self.drifted
         return data
 
 
@@ -100,7 +107,6 @@ def centroid_shift(
         statistic=observed,
         p_value=p_value,
         threshold=alpha,
-        drifted=p_value < alpha,
         description=(
             f"centroids {observed:.4f} apart (cosine distance); permutation p={p_value:.4f} "
             f"over {permutations} splits"
@@ -156,7 +162,6 @@ def mmd_rbf(
         statistic=observed,
         p_value=p_value,
         threshold=alpha,
-        drifted=p_value < alpha,
         description=(
             f"MMD²={observed:.5f} (RBF, median-heuristic bandwidth {bandwidth:.4g}); "
             f"permutation p={p_value:.4f} over {permutations} splits"
@@ -210,7 +215,6 @@ def ks_test(
         statistic=statistic,
         p_value=p_value,
         threshold=alpha,
-        drifted=p_value < alpha,
         description=f"KS D={statistic:.4f}, p={p_value:.4g}",
         decided_by="p_value",
         reference_size=len(ref),
@@ -250,7 +254,6 @@ def population_stability_index(
         statistic=psi,
         p_value=None,
         threshold=threshold,
-        drifted=psi >= threshold,
         description=f"PSI={psi:.4f} ({psi_level(psi)}) over {len(edges) + 1} bins",
         decided_by="statistic",
         reference_size=len(ref),
@@ -306,7 +309,6 @@ def two_proportion_z_test(
         statistic=z,
         p_value=p_value,
         threshold=alpha,
-        drifted=p_value < alpha,
         description=(
             f"rate {p_ref:.2%} ({reference_events}/{reference_total}) -> {p_cur:.2%} "
             f"({current_events}/{current_total}); z={z:.3f}, p={p_value:.4g}"
@@ -336,7 +338,6 @@ def chi_square_mix(
         statistic=statistic,
         p_value=p_value,
         threshold=alpha,
-        drifted=p_value < alpha,
         description=f"chi²={statistic:.3f} over {len(categories)} categories, p={p_value:.4g}",
         decided_by="p_value",
         reference_size=int(ref.sum()),
@@ -361,7 +362,6 @@ def jensen_shannon_mix(
         statistic=value,
         p_value=None,
         threshold=threshold,
-        drifted=value >= threshold,
         description=f"Jensen-Shannon distance {value:.4f} over {len(categories)} categories",
         decided_by="statistic",
         reference_size=int(ref.sum()),

@@ -81,6 +81,28 @@ class ServiceClient:
 
         `data` and `files` send a multipart form (uploads) instead of a JSON body.
         """
+        response = self._send(method, path, json=json, params=params, data=data, files=files)
+        try:
+            return response.json()
+        except ValueError as exc:
+            msg = f"{self.service} service answered {method} {path} with a body that is not JSON"
+            raise CliError(msg) from exc
+
+    def request_text(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> str:
+        """Send one request and return its body as text (e.g. a JSONL export)."""
+        return self._send(method, path, params=params).text
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+    ) -> httpx.Response:
+        """The service's answer; unreachable services and error statuses become `CliError`s."""
         try:
             response = self._http.request(
                 method, path, json=json, params=params, data=data, files=files
@@ -101,11 +123,7 @@ class ServiceClient:
                 f"({response.status_code}): {_error_detail(response)}",
                 status_code=response.status_code,
             )
-        try:
-            return response.json()
-        except ValueError as exc:
-            msg = f"{self.service} service answered {method} {path} with a body that is not JSON"
-            raise CliError(msg) from exc
+        return response
 
     def parse(self, model: type[ModelT], data: Any, *, what: str) -> ModelT:
         """Validate an answer against the contract the command relies on."""

@@ -202,16 +202,12 @@ def _export(args: argparse.Namespace) -> int:
     name, version = _dataset_ref(args.dataset)
     params = {"version": version} if version else {}
     with _client(args, timeout=300.0) as client:
-        response = client._http.get(f"/v1/datasets/{name}/export", params=params)
-    if response.is_error:
-        raise CliError(
-            f"export of {args.dataset} failed ({response.status_code}): {response.text[:300]}"
-        )
+        text = client.request_text("GET", f"/v1/datasets/{name}/export", params=params)
     if args.output:
-        args.output.write_text(response.text, encoding="utf-8")
-        print(f"wrote {response.text.count(chr(10))} item(s) to {args.output}", file=sys.stderr)
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {text.count(chr(10))} item(s) to {args.output}", file=sys.stderr)
     else:
-        sys.stdout.write(response.text)
+        sys.stdout.write(text)
     return 0
 
 
