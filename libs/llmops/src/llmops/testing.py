@@ -100,6 +100,42 @@ async def read_topic(
     return records
 
 
+async def read_topic_until(
+    bootstrap_servers: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord[Any, Any]]], bool],
+    *,
+    timeout: float = 30.0,
+) -> list[ConsumerRecord[Any, Any]]:
+    """Read `topic` from the start until `done(records so far)` holds; returns them all.
+
+    For "nothing more than this": wait for the last expected record, and every record the
+    partition holds before it is in the answer (one partition keeps its order).
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[Any, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while not done(records):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                msg = f"{topic}: the {len(records)} records read in {timeout:.0f}s do not do"
+                raise TimeoutError(msg)
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
 def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
     """A record's Kafka headers as text."""
     return {key: value.decode() for key, value in record.headers}

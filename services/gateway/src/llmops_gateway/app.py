@@ -2,8 +2,9 @@
 
 The chat hot path is synchronous HTTP (gateway → indexer search → prompt cache →
 inference), streamed back to the client; each call leaves one `llm.completions` event.
-It also takes document uploads for ingestion, proxies retrieval and renders prompts from
-its cache (kept fresh by `prompts.changed`).
+It also takes document uploads for ingestion, proxies retrieval, renders prompts from
+its cache (kept fresh by `prompts.changed`) and takes users' feedback on answers
+(`feedback.events`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ from llmops.events.catalog import CONTRACTS, Topic
 from llmops.llm.errors import install_error_handlers
 from llmops.service import LateBound, ServiceContext, create_service_app
 from llmops.telemetry import get_logger
-from llmops_gateway import chat_routes, document_routes, key_routes, prompt_routes
+from llmops_gateway import (
+    chat_routes,
+    document_routes,
+    feedback_routes,
+    key_routes,
+    prompt_routes,
+)
 from llmops_gateway.answer_cache import ExactCache, SemanticCache
 from llmops_gateway.api_keys import Role
 from llmops_gateway.auth import Access
-from llmops_gateway.chat import AnswerCaches, ChatCompletions
+from llmops_gateway.chat import AnswerCaches, ChatCompletions, EventSink
 from llmops_gateway.chat_context import ChatContext
 from llmops_gateway.pricing import PriceBook
 from llmops_gateway.prompt_cache import PromptCache
@@ -41,13 +48,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     chat: LateBound[ChatCompletions] = LateBound("chat completions")
     http: LateBound[httpx.AsyncClient] = LateBound("the HTTP client")
     upstreams_ready: LateBound[Upstreams] = LateBound("the upstream connections")
+    events: LateBound[EventSink] = LateBound("the event outbox")
 
     async def wire(context: ServiceContext) -> None:
         access.bind(context)
-        # Completion events never wait for Kafka: queued, spooled to disk in an outage.
+        # Completion and feedback events never wait for Kafka: queued, spooled to disk in
+        # an outage.
         outbox = EventOutbox.from_settings(context.bus)
         await outbox.start()
         context.resources.push_async_callback(outbox.stop)
+        events.set(outbox)
         context.informational_checks.add("kafka")  # an outage is spooled, not refused
         upstreams = Upstreams(context.tracer_provider.get_tracer("llmops.gateway.upstream"))
         await upstreams.start()
@@ -89,6 +99,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             key_routes.build_router(access),
             prompt_routes.build_router(prompts, access),
             document_routes.build_router(settings, access),
+            feedback_routes.build_router(access, events),
         ],
         wire=wire,
     )

@@ -447,6 +447,33 @@ class FeedbackRecorded(Payload):
     created: bool = Field(
         description="True for the first record of this feedback, false for an update.",
     )
+    served_model: str | None = Field(
+        default=None,
+        description=(
+            "Backend model that served the completion; null when the feedback was stored before "
+            "its completion was seen."
+        ),
+    )
+    prompt: str | None = Field(
+        default=None,
+        description=(
+            "Managed prompt of the completion as `name@version`; null for raw messages or when the "
+            "completion was not seen yet."
+        ),
+    )
+    api_key_id: str | None = Field(
+        default=None,
+        description=(
+            "Id of the API key that made the completion; null when the completion was not seen yet."
+        ),
+    )
+    trace_id: str | None = Field(
+        default=None,
+        description=(
+            "W3C trace id of the completion's request when the completion was seen, else the one "
+            "the submission carried; null if neither is known."
+        ),
+    )
 
 
 class ChatMessage(Payload):
@@ -1623,6 +1650,42 @@ CONTRACTS: Mapping[Topic, TopicContract[Any]] = {
                         "name": "created",
                         "type": "boolean",
                         "doc": "True for the first record of this feedback, false for an update.",
+                    },
+                    {
+                        "name": "served_model",
+                        "type": ["null", "string"],
+                        "default": None,
+                        "doc": (
+                            "Backend model that served the completion; null when the feedback was "
+                            "stored before its completion was seen."
+                        ),
+                    },
+                    {
+                        "name": "prompt",
+                        "type": ["null", "string"],
+                        "default": None,
+                        "doc": (
+                            "Managed prompt of the completion as `name@version`; null for raw "
+                            "messages or when the completion was not seen yet."
+                        ),
+                    },
+                    {
+                        "name": "api_key_id",
+                        "type": ["null", "string"],
+                        "default": None,
+                        "doc": (
+                            "Id of the API key that made the completion; null when the completion "
+                            "was not seen yet."
+                        ),
+                    },
+                    {
+                        "name": "trace_id",
+                        "type": ["null", "string"],
+                        "default": None,
+                        "doc": (
+                            "W3C trace id of the completion's request when the completion was "
+                            "seen, else the one the submission carried; null if neither is known."
+                        ),
                     },
                 ],
             },
