@@ -31,6 +31,7 @@ from llmops_evaluation.datasets import (
     DatasetSummary,
     DatasetVersion,
 )
+from llmops_evaluation.feedback_answers import FeedbackAnswers, FeedbackExportError, FeedbackFilter
 from llmops_evaluation.judge import LlmJudge
 from llmops_evaluation.metrics import MetricSpec, UnknownMetricError
 from llmops_evaluation.runs import ItemResult, RunNotFoundError, RunStore, RunView
@@ -49,6 +50,7 @@ class Evaluation:
     datasets: DatasetStore
     runs: RunStore
     completions: CompletionLog
+    feedback: FeedbackAnswers
     bus: EventBus
     judge: LlmJudge | None
 
@@ -73,6 +75,11 @@ class RunRequest(BaseModel):
 
 class FromCompletions(BaseModel):
     filter: CompletionFilter = Field(default_factory=CompletionFilter)
+    description: str = Field("", max_length=2000)
+
+
+class FromFeedback(BaseModel):
+    filter: FeedbackFilter = Field(default_factory=FeedbackFilter)
     description: str = Field("", max_length=2000)
 
 
@@ -135,6 +142,30 @@ def build_router(evaluation: LateBound[Evaluation]) -> APIRouter:
             name,
             items,
             source="completions",
+            description=body.description,
+            origin=body.filter.describe(),
+        )
+
+    @router.post("/datasets/{name}/versions/from-feedback", status_code=status.HTTP_201_CREATED)
+    async def dataset_from_feedback(
+        name: DatasetName, body: FromFeedback, ev: Eval, tenant: TenantId = DEFAULT_TENANT
+    ) -> DatasetVersion:
+        """Add a version made of the answers people corrected or approved (the feedback
+        service's SFT export): the corrected answer becomes the reference. 502 when the
+        feedback service cannot be read."""
+        try:
+            items = await ev.feedback.items(tenant, body.filter)
+        except FeedbackExportError as exc:
+            raise HTTPException(502, str(exc)) from exc
+        if not items:
+            raise HTTPException(
+                422, "no corrected or approved answer in the feedback service matches the filter"
+            )
+        return await ev.datasets.add_version(
+            tenant,
+            name,
+            items,
+            source="feedback",
             description=body.description,
             origin=body.filter.describe(),
         )

@@ -1,6 +1,7 @@
 """Datasets, evaluation runs, metrics, comparisons, online evaluation and replays.
 
-Serves `/v1/datasets`, `/v1/runs`, `/v1/comparisons` and `/v1/replays`; consumes
+Serves `/v1/datasets` (also made from production completions, or from the feedback
+service's corrected answers), `/v1/runs`, `/v1/comparisons` and `/v1/replays`; consumes
 `eval.requests` (fan a run out on `inference.requests`), `inference.results` (score
 an item) and `llm.completions` (log every completion, score a sample online), and
 publishes `eval.results`.
@@ -17,6 +18,7 @@ from llmops_evaluation.api import Evaluation, build_router
 from llmops_evaluation.candidate import PromptRegistryClient
 from llmops_evaluation.completion_log import CompletionLog
 from llmops_evaluation.datasets import DatasetStore
+from llmops_evaluation.feedback_answers import FeedbackAnswers
 from llmops_evaluation.judge import LlmJudge
 from llmops_evaluation.online import OnlineEvaluator
 from llmops_evaluation.run_worker import RunWorker
@@ -76,7 +78,12 @@ def create_app(settings: EvaluationSettings) -> FastAPI:
         ).subscribe()
         evaluation.set(
             Evaluation(
-                datasets=datasets, runs=runs, completions=completions, bus=context.bus, judge=judge
+                datasets=datasets,
+                runs=runs,
+                completions=completions,
+                feedback=FeedbackAnswers(settings.feedback_url, context.http),
+                bus=context.bus,
+                judge=judge,
             )
         )
 

@@ -17,26 +17,33 @@ from pymongo.asynchronous.database import AsyncDatabase
 from llmops.events.catalog import CallStatus, CompletionRecorded
 from llmops.events.envelope import Envelope
 from llmops.storage import MongoDocument, insert_once
-from llmops_evaluation.dataset_items import DatasetItem, InputMessage
+from llmops_evaluation.dataset_items import DatasetItem, InputMessage, conversation_item
 
 
-class CompletionFilter(BaseModel):
-    """Which stored completions to select; every given condition must hold."""
+class CompletionCriteria(BaseModel):
+    """Which production completions to select, by when and what served them; every given
+    condition must hold."""
 
     since: datetime | None = Field(None, description="Recorded at or after (ISO 8601).")
     until: datetime | None = Field(None, description="Recorded before (ISO 8601).")
     prompt_name: str | None = None
     prompt_version: int | None = Field(None, ge=1)
     model: str | None = Field(None, description="Served model.")
-    tags: list[str] = Field(default_factory=list, description="All of these tags.")
     limit: int = Field(1000, ge=1, le=100_000)
 
     def describe(self) -> dict[str, str]:
+        """The conditions given, as text: a dataset version's `origin`."""
         return {
             key: ",".join(value) if isinstance(value, list) else str(value)
             for key, value in self.model_dump(mode="json", exclude_none=True).items()
             if value != []
         }
+
+
+class CompletionFilter(CompletionCriteria):
+    """Which completions of this service's log to select."""
+
+    tags: list[str] = Field(default_factory=list, description="All of these tags.")
 
 
 class StoredCompletion(BaseModel):
@@ -53,10 +60,9 @@ class StoredCompletion(BaseModel):
     def as_item(self) -> DatasetItem:
         """A dataset item: the conversation without the prompt's system messages, production's
         answer as the reference, the user's question as the `question` variable."""
-        turns = [m for m in self.messages if m.role != "system"]
-        item = DatasetItem(
-            item_id=self.completion_id[:128],
-            messages=turns,
+        return conversation_item(
+            self.completion_id,
+            self.messages,
             reference=self.output,
             metadata={
                 "completion_id": self.completion_id,
@@ -65,10 +71,6 @@ class StoredCompletion(BaseModel):
                 "trace_id": self.trace_id or "",
             },
         )
-        question = item.question()
-        if question:
-            item.variables["question"] = question
-        return item
 
 
 class CompletionLog:

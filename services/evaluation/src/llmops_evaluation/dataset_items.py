@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -68,6 +68,26 @@ class DatasetItem(BaseModel):
             if message.role == "user":
                 return message.content
         return ""
+
+
+def conversation_item(
+    item_id: str,
+    messages: Sequence[InputMessage],
+    *,
+    reference: str,
+    metadata: dict[str, str],
+) -> DatasetItem:
+    """A recorded conversation as an item: its turns without the system messages (the
+    candidate's prompt brings its own), `reference` as the answer to compare with, and the
+    user's question as the `question` variable, so that a prompt template can use it."""
+    turns = [m for m in messages if m.role != "system"]
+    item = DatasetItem(
+        item_id=item_id[:128], messages=turns, reference=reference, metadata=metadata
+    )
+    question = item.question()
+    if question:
+        item.variables["question"] = question
+    return item
 
 
 class FileProblem(BaseModel):

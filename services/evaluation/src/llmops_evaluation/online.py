@@ -98,6 +98,7 @@ class OnlineEvaluator:
         details = {
             "prompt": prompt,
             "model": completion.served_model,
+            "api_key_id": completion.api_key_id,
             "sample_rate": f"{rate:g}",
             **({"trace_id": completion.trace_id} if completion.trace_id else {}),
         } | {f"note.{metric}": note for metric, note in scores.notes.items()}

@@ -23,6 +23,11 @@ class EvaluationSettings(ServiceSettings):
         "http://127.0.0.1:8004",
         description="The inference service's OpenAI-compatible API, which the LLM judge calls.",
     )
+    feedback_url: str = Field(
+        "http://127.0.0.1:8007",
+        description="The feedback service, whose SFT export (corrected and approved answers) "
+        "datasets are made from.",
+    )
     judge_model: str | None = Field(
         None,
         description="Model (inference registry name) of the LLM judge; empty: judge metrics "

@@ -30,6 +30,7 @@ TENANT_VARIABLE = "LLMOPS_TENANT"
 _CANDIDATE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9._-]*?)(?:@(?P<label>[a-z0-9][a-z0-9._-]*)|:v?(?P<version>\d+))?$"
 )
+_PROMPT_VERSION = re.compile(r"^(?P<name>[^@:]+)(?:[@:]v?(?P<version>\d+))?$")
 _FINAL = {"completed", "failed"}
 
 
@@ -90,8 +91,26 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "model, tags); production's answers become the references.",
     )
     select.add_argument("dataset", metavar="NAME")
-    _add_filter_arguments(select)
+    _add_filter_arguments(select, model_flags=("--served-model", "--model"))
     select.set_defaults(handler=_from_completions)
+
+    from_feedback = commands.add_parser(
+        "from-feedback",
+        parents=[common],
+        help="add a dataset version made of answers people corrected or approved",
+        description="Select what the feedback service exports for fine-tuning (time range of "
+        "the completions, prompt version, model): the reviewer's correction, the answer a "
+        "reviewer approved or the user's correction becomes the reference.",
+    )
+    from_feedback.add_argument("dataset", metavar="NAME")
+    _add_filter_arguments(from_feedback, model_flags=("--served-model", "--model"), tags=False)
+    from_feedback.add_argument(
+        "--include-liked",
+        action="store_true",
+        help="also answers users liked that no reviewer approved",
+    )
+    from_feedback.add_argument("--description", default="")
+    from_feedback.set_defaults(handler=_from_feedback)
 
     run = commands.add_parser(
         "run", parents=[common], help="evaluate a candidate on a dataset (progress bar)"
@@ -166,12 +185,20 @@ def _add_candidate_arguments(
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
 
 
-def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_filter_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    model_flags: tuple[str, ...] = ("--served-model",),
+    tags: bool = True,
+) -> None:
     parser.add_argument("--since", help="completions recorded at or after (ISO 8601)")
     parser.add_argument("--until", help="completions recorded before (ISO 8601)")
-    parser.add_argument("--prompt", metavar="NAME[:VERSION]", help="completions of this prompt")
-    parser.add_argument("--served-model", help="completions served by this model")
-    parser.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
+    parser.add_argument(
+        "--prompt", metavar="NAME[@VERSION]", help="completions of this prompt (or NAME:VERSION)"
+    )
+    parser.add_argument(*model_flags, dest="served_model", help="completions served by this model")
+    if tags:
+        parser.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
     parser.add_argument("--limit", type=int, default=1000, help="most completions (default 1000)")
 
 
@@ -217,6 +244,18 @@ def _from_completions(args: argparse.Namespace) -> int:
             "POST",
             f"/v1/datasets/{args.dataset}/versions/from-completions",
             json={"filter": _filter(args)},
+        )
+    print(f"{version['name']}@{version['version']}: {version['items']} item(s)")
+    return 0
+
+
+def _from_feedback(args: argparse.Namespace) -> int:
+    selection = _filter(args) | {"include_liked": args.include_liked}
+    with _client(args, timeout=300.0) as client:
+        version = client.request(
+            "POST",
+            f"/v1/datasets/{args.dataset}/versions/from-feedback",
+            json={"filter": selection, "description": args.description},
         )
     print(f"{version['name']}@{version['version']}: {version['items']} item(s)")
     return 0
@@ -403,7 +442,9 @@ def _dataset_ref(ref: str) -> tuple[str, int | None]:
 
 
 def _filter(args: argparse.Namespace) -> dict[str, Any]:
-    selection: dict[str, Any] = {"limit": args.limit, "tags": args.tag}
+    selection: dict[str, Any] = {"limit": args.limit}
+    if getattr(args, "tag", None):
+        selection["tags"] = args.tag
     if args.since:
         selection["since"] = args.since
     if args.until:
@@ -411,11 +452,21 @@ def _filter(args: argparse.Namespace) -> dict[str, Any]:
     if args.served_model:
         selection["model"] = args.served_model
     if args.prompt:
-        name, _, version = args.prompt.partition(":")
+        name, version = _prompt_ref(args.prompt)
         selection["prompt_name"] = name
-        if version:
-            selection["prompt_version"] = int(version.removeprefix("v"))
+        if version is not None:
+            selection["prompt_version"] = version
     return selection
+
+
+def _prompt_ref(ref: str) -> tuple[str, int | None]:
+    """`NAME`, `NAME@VERSION` or `NAME:VERSION` (a prompt's name and version number)."""
+    match = _PROMPT_VERSION.match(ref)
+    if match is None:
+        raise CliError(
+            f"not a prompt version: {ref!r} (expected NAME, NAME@VERSION or NAME:VERSION)"
+        )
+    return match["name"], int(match["version"]) if match["version"] else None
 
 
 def _print_run(run: dict[str, Any]) -> None:
