@@ -1,6 +1,6 @@
 """`llmops`: entry point of the command line; each command group lives in its own module.
 
-A group module (today `prompts`, `ingest`, `keys` and `eval`; later `tail`) provides
+A group module (`prompts`, `ingest`, `keys`, `eval` and `tail`) provides
 `add_parser(groups)`, which adds its subcommands and sets `handler` on each: a function
 of the parsed arguments returning the exit status. Expected failures raise `CliError`.
 """
@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from llmops.cli import evaluation, ingest, keys, prompts
+from llmops.cli import evaluation, ingest, keys, prompts, tail
 from llmops.cli.client import CliError
 
 GroupRegistrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -20,6 +20,7 @@ GROUPS: tuple[GroupRegistrar, ...] = (
     ingest.add_parser,
     keys.add_parser,
     evaluation.add_parser,
+    tail.add_parser,
 )
 
 
