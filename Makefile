@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 LINT_PATHS := libs services tests bench infra
 LITELLM_VENV := .llmops/bench/litellm-venv
 
-.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts bench-ingest bench-inference bench-gateway bench-eval
+.PHONY: help venv setup up down status test lint format schemas check-schemas bench bench-prompts bench-ingest bench-inference bench-gateway bench-eval bench-monitoring
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -80,3 +80,6 @@ bench-inference: venv ## Transformers engine: dynamic batching vs one at a time,
 
 bench-eval: venv ## Evaluation metrics: items/s over 10,000 items vs sacrebleu + rouge-score
 	$(PY) bench/eval_metrics.py
+
+bench-monitoring: setup ## Monitoring: completions folded and stored per second vs raw aiokafka
+	$(DEVSTACK) with-infra -- $(PY) bench/monitoring_throughput.py

@@ -14,6 +14,7 @@ BENCHMARKS = [
     "gateway_overhead.py",
     "ingest_throughput.py",
     "eval_metrics.py",
+    "monitoring_throughput.py",
 ]
 
 

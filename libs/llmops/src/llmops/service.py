@@ -49,6 +49,9 @@ class ServiceContext:
     informational_checks: set[str] = field(default_factory=set)
     """Checks reported by `/healthz` that do not make the service unready (e.g. `kafka`
     for a service that spools its events through an outage)."""
+    after_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run once the bus has started (workers that publish from their first moment); push
+    their cleanup on `resources`."""
 
     @property
     def db(self) -> AsyncDatabase[MongoDocument]:
@@ -114,6 +117,8 @@ def create_service_app(
                     await maybe
             await bus.start()
             context.resources.push_async_callback(bus.stop)
+            for start in context.after_start:
+                await start()
             _log.info("service started", port=settings.port, group=settings.consumer_group)
             yield
         tracer_provider.shutdown()

@@ -400,16 +400,17 @@ def _grown_categories(categories: list[str], ref: FloatArray, cur: FloatArray) -
 
 # ---- refusals -------------------------------------------------------------------------------
 
-_REFUSAL = re.compile(
+REFUSAL_PATTERN = (
     r"\b(?:"
     r"i\s*(?:can(?:no|')t|cannot|am\s+not\s+able\s+to|'m\s+not\s+able\s+to|am\s+unable\s+to"
     r"|'m\s+unable\s+to|won't\s+be\s+able\s+to)\s+(?:help|assist|provide|answer|comply|do\s+that)"
     r"|i(?:'m|\s+am)\s+sorry,?\s+but"
     r"|as\s+an\s+ai(?:\s+language\s+model)?\b"
     r"|i\s+must\s+decline"
-    r")",
-    re.IGNORECASE,
+    r")"
 )
+"""Openings that refuse; RE2-compatible, so Arrow's regex kernels run it too (case-insensitive)."""
+_REFUSAL = re.compile(REFUSAL_PATTERN, re.IGNORECASE)
 REFUSAL_SCAN_CHARS = 300
 """Only the opening of an answer is scanned: refusals lead, and long answers quote phrases."""
 

@@ -536,6 +536,15 @@ class RollupBook:
         for aggregate in self._aggregates(time, Dimensions(tenant=tenant)):
             aggregate.add_ingest(documents=documents, chunks=chunks, failed=failed)
 
+    def absorb(self, cells: Mapping[CellKey, Aggregate]) -> None:
+        """Fold aggregates built elsewhere (a columnar batch) into the book's cells."""
+        for key, aggregate in cells.items():
+            mine = self._cells.get(key)
+            if mine is None:
+                self._cells[key] = aggregate
+            else:
+                mine.merge(aggregate)
+
     def drain_closed(self, now: datetime) -> list[RollupCell]:
         """Remove and return the cells whose window ended `allowed_lateness` before `now`."""
         now = _utc(now)
@@ -547,6 +556,10 @@ class RollupBook:
         cells = [RollupCell(key, self._cells[key]) for key in sorted(self._cells, key=_order)]
         self._cells.clear()
         return cells
+
+    def cells(self) -> list[RollupCell]:
+        """The cells themselves, not copies: for a book nothing adds to any more."""
+        return [RollupCell(key, self._cells[key]) for key in sorted(self._cells, key=_order)]
 
     def snapshot(self) -> list[RollupCell]:
         """Copies of the open cells, for live queries and gauges; not for persisting, since
@@ -575,3 +588,20 @@ def _iso(time: datetime) -> str:
 
 def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def with_coarser_windows(
+    cells: Iterable[RollupCell], windows: Iterable[Window]
+) -> list[RollupCell]:
+    """`cells` plus, for each of `windows`, their merge into that window's cells (e.g. the hour
+    and day cells of minute cells), every aggregate a new object."""
+    cells = list(cells)
+    derived: dict[CellKey, RollupCell] = {}
+    for window in windows:
+        for cell in cells:
+            key = CellKey(window, window.start_of(cell.key.start), cell.key.dimensions)
+            target = derived.get(key)
+            if target is None:
+                target = derived[key] = RollupCell(key)
+            target.aggregate.merge(cell.aggregate)
+    return cells + sorted(derived.values(), key=lambda cell: _order(cell.key))

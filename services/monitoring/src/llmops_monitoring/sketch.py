@@ -178,6 +178,32 @@ class QuantileSketch:
             self._min = min(self._min, lowest)
             self._max = max(self._max, highest)
 
+    @property
+    def index_multiplier(self) -> float:
+        """A positive value `v` above `min_value` falls in bucket `ceil(log(v) * multiplier)`:
+        what a vectorised caller computes for `add_counted`."""
+        return self._multiplier
+
+    def add_counted(
+        self,
+        buckets: Iterable[tuple[int, int]],
+        *,
+        total: float,
+        lowest: float,
+        highest: float,
+        zeros: int = 0,
+    ) -> None:
+        """Count values already bucketed elsewhere (numpy, Arrow): `(index, count)` pairs
+        of values above `min_value`, `zeros` values at or below it (non-negative values only),
+        with the values' sum and extremes."""
+        positive = self._positive
+        for index, count in buckets:
+            positive.add(index, count)
+        self._zero_count += zeros
+        self._sum += total
+        self._min = min(self._min, lowest)
+        self._max = max(self._max, highest)
+
     def merge(self, other: QuantileSketch) -> None:
         """Fold `other` into this sketch; both must share accuracy, bucket bound and min_value."""
         if (other.relative_accuracy, other.max_buckets, other.min_value) != (

@@ -1,0 +1,410 @@
+"""The monitoring consumer: every topic, folded into minute rollups per partition, flushed
+exactly once.
+
+It does not use the bus's per-event path: at tens of thousands of completions a second
+a span, a task and a full validation per event would cost several times the folding.
+It polls batches with its own aiokafka consumer in the service's group, folds each
+record into its partition's `RollupBook`, and every `flush_interval_s` writes each
+partition's deltas as one `Flush` (see `rollup_store`), then commits the Kafka offset
+for lag tools. The flush documents, not Kafka, say where a partition resumes.
+
+Duplicates a producer sent twice (the same envelope id) are dropped while their first
+copy is among the last `dedupe_window` ids this process saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from llmops.bus import EventBus
+from llmops.bus.eventbus import dead_letter_headers
+from llmops.events.catalog import CONTRACTS, Topic
+from llmops.events.codec import CONTENT_TYPE, EventDecodeError
+from llmops.telemetry import get_logger
+from llmops_monitoring.completion_batches import BatchFold, RecentIds, fold_completions
+from llmops_monitoring.drift_samples import DriftSampleStore
+from llmops_monitoring.live_metrics import LiveMetrics
+from llmops_monitoring.rollup_store import Flush, RollupStore, SourcePartition
+from llmops_monitoring.rollups import RollupBook, Window, with_coarser_windows
+from llmops_monitoring.settings import MonitoringSettings
+from llmops_monitoring.stream_facts import (
+    DriftSample,
+    UnreadableEvent,
+    completion_from_event,
+    completion_from_json,
+    feedback_score,
+    ingest_outcome,
+    online_scores,
+    sampled,
+)
+
+_log = get_logger(__name__)
+_JSON = "application/json"
+_MAX_RECORDS = 5_000
+
+
+@dataclass
+class CompletionBatch:
+    """A partition's polled `llm.completions` records on their way through the worker."""
+
+    tp: TopicPartition
+    records: list[Any]
+    json_records: list[Any] = field(default_factory=list)
+    folded: BatchFold = field(default_factory=BatchFold)
+
+
+@dataclass
+class PartitionFold:
+    """What a partition folded since its last flush."""
+
+    source: SourcePartition
+    start: int
+    end: int
+    book: RollupBook = field(default_factory=lambda: RollupBook((Window.MINUTE,)))
+    samples: list[DriftSample] = field(default_factory=list)
+
+    @property
+    def pending(self) -> bool:
+        return self.end > self.start
+
+
+class StreamMonitor:
+    """Consumes every catalog topic and keeps the rollups; start, then stop at shutdown."""
+
+    def __init__(
+        self,
+        settings: MonitoringSettings,
+        *,
+        bus: EventBus,
+        store: RollupStore,
+        samples: DriftSampleStore,
+        live: LiveMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._bus = bus
+        self._store = store
+        self._samples = samples
+        self._live = live
+        self._clock = clock
+        self._topics = {bus.topic_name(topic): Topic(topic) for topic in Topic}
+        self._folds: dict[TopicPartition, PartitionFold] = {}
+        self._recent = RecentIds(settings.dedupe_window)  # completions (the worker's)
+        self._recent_others = RecentIds(settings.dedupe_window)  # the other topics
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._writing: dict[TopicPartition, asyncio.Task[None]] = {}
+        self._unwritten: dict[TopicPartition, list[PartitionFold]] = {}
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.settings.consumer_group,
+            client_id=f"{self.settings.consumer_group}-rollups",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=_MAX_RECORDS,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        consumer.subscribe(topics=list(self._topics), listener=_Rebalance(self))
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name="monitoring-rollups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._flush_all(wait=True)
+            await self._consumer.stop()
+
+    @property
+    def partitions(self) -> list[SourcePartition]:
+        """Partitions this process consumes now."""
+        return [fold.source for fold in self._folds.values()]
+
+    async def check(self) -> None:
+        """Health: the consuming task is alive."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the rollup consumer is not running")
+
+    # ---- consuming ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Poll, fold, flush. Completion batches fold in a worker thread while the next
+        poll unpacks records on the event loop; a batch is settled before the next is
+        sent, so partitions advance in offset order."""
+        assert self._consumer is not None
+        last_flush = self._clock()
+        folding: asyncio.Future[list[CompletionBatch]] | None = None
+        try:
+            while True:
+                polled = await self._consumer.getmany(timeout_ms=200, max_records=_MAX_RECORDS)
+                if folding is not None:
+                    await self._settle(await folding)
+                    folding = None
+                batches: list[CompletionBatch] = []
+                for tp, records in polled.items():
+                    fold = self._folds.get(tp)
+                    if fold is None:  # revoked while polling
+                        continue
+                    records = [record for record in records if record.offset >= fold.end]
+                    if not records:
+                        continue  # read before the seek to where the partition resumes
+                    if Topic(fold.source.topic) is Topic.LLM_COMPLETIONS:
+                        batches.append(CompletionBatch(tp, records))
+                    else:
+                        await self._fold_others(fold, records)
+                if batches:
+                    folding = asyncio.ensure_future(asyncio.to_thread(self._fold_batches, batches))
+                if self._clock() - last_flush >= self.settings.flush_interval_s:
+                    await self._flush_all()
+                    last_flush = self._clock()
+        finally:
+            if folding is not None:
+                with contextlib.suppress(Exception):
+                    await self._settle(await folding)
+
+    async def _fold_others(self, fold: PartitionFold, records: list[Any]) -> None:
+        topic = Topic(fold.source.topic)
+        for record in records:
+            await self._fold_other(fold, topic, record)
+        fold.end = records[-1].offset + 1
+        self._live.consumed(topic.value, len(records))
+
+    def _fold_batches(self, batches: list[CompletionBatch]) -> list[CompletionBatch]:
+        """In the worker thread: the columnar fold of each partition's JSON records."""
+        for batch in batches:
+            batch.json_records = [r for r in batch.records if _content_type(r) == _JSON]
+            values = [record.value or b"" for record in batch.json_records]
+            batch.folded = fold_completions(values, self._recent)
+        return batches
+
+    async def _settle(self, batches: list[CompletionBatch]) -> None:
+        """Add folded batches to their partitions' folds, and read what the columnar path
+        left (other wire formats, records it refused) one by one."""
+        rate = self.settings.drift_sample_rate
+        for batch in batches:
+            fold = self._folds.get(batch.tp)
+            if fold is None or fold.end != batch.records[0].offset:
+                continue  # revoked or re-seeked meanwhile: the records come again
+            folded = batch.folded
+            fold.book.absorb(folded.cells)
+            for position, completion_id in zip(folded.read, folded.completion_ids, strict=True):
+                if sampled(completion_id, rate):
+                    read = completion_from_json(batch.json_records[position].value, sample_rate=1)
+                    if read.sample is not None:
+                        fold.samples.append(read.sample)
+            leftovers = [batch.json_records[position] for position in folded.unread]
+            leftovers += [r for r in batch.records if _content_type(r) != _JSON]
+            for record in leftovers:
+                await self._fold_completion(fold, record)
+            fold.end = batch.records[-1].offset + 1
+            self._live.consumed(Topic.LLM_COMPLETIONS.value, len(batch.records))
+
+    async def _fold_completion(self, fold: PartitionFold, record: Any) -> None:
+        rate = self.settings.drift_sample_rate
+        read = None
+        if _content_type(record) == _JSON:
+            with contextlib.suppress(UnreadableEvent):
+                read = completion_from_json(record.value, sample_rate=rate)
+        if read is None:
+            event = await self._decode(Topic.LLM_COMPLETIONS, record)
+            if event is None:
+                return
+            read = completion_from_event(event, sample_rate=rate)
+        if self._recent.seen(read.event_id):
+            return
+        fold.book.add_completion(read.facts)
+        if read.sample is not None:
+            fold.samples.append(read.sample)
+
+    async def _fold_other(self, fold: PartitionFold, topic: Topic, record: Any) -> None:
+        event = await self._decode(topic, record)
+        if event is None or self._recent_others.seen(event.id):
+            return
+        book = fold.book
+        if topic is Topic.EVAL_RESULTS:
+            scores = online_scores(event)
+            if scores is not None:
+                for metric, value in scores.scores:
+                    book.add_score(
+                        time=scores.time, dimensions=scores.dimensions, metric=metric, value=value
+                    )
+        elif topic is Topic.FEEDBACK_RECORDED:
+            feedback = feedback_score(event)
+            if feedback is not None:
+                book.add_feedback(
+                    time=feedback.time, dimensions=feedback.dimensions, score=feedback.score
+                )
+        elif topic is Topic.DOCS_INGEST_STATUS:
+            ingest = ingest_outcome(event)
+            if ingest is not None:
+                book.add_ingest(
+                    time=ingest.time,
+                    tenant=ingest.tenant,
+                    documents=ingest.documents,
+                    failed=ingest.failed,
+                )
+        elif topic is Topic.DOCS_INDEXED:
+            book.add_ingest(time=event.time, tenant=event.tenant, chunks=event.data.chunk_count)
+
+    async def _decode(self, topic: Topic, record: Any) -> Any:
+        """The validated event, or None after dead-lettering a record that is not one."""
+        contract = CONTRACTS[topic]
+        headers = {name: value.decode(errors="replace") for name, value in record.headers}
+        try:
+            return self._bus.codec(contract).decode(record.value or b"", headers)
+        except EventDecodeError as exc:
+            dlq_headers = headers | dead_letter_headers(
+                exc,
+                reason="invalid",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                group=self.settings.consumer_group,
+                attempts=0,
+            )
+            await self._bus.broker.publish(
+                record.value,
+                self._bus.topic_name(contract.dlq),
+                key=record.key,
+                headers=dlq_headers,
+            )
+            self._bus.metrics.dead_lettered.labels(
+                self.settings.service_name, topic.value, "invalid"
+            ).inc()
+            _log.error(
+                "event dead-lettered",
+                topic=record.topic,
+                offset=record.offset,
+                reason="invalid",
+                error=str(exc),
+            )
+            return None
+
+    # ---- flushing -----------------------------------------------------------------------
+
+    async def _flush_all(self, *, wait: bool = False) -> None:
+        """Start writing every partition's fold in the background; a partition whose last
+        write still runs keeps folding and is written next time. `wait`: write all now."""
+        for tp in list(self._folds):
+            writing = self._writing.get(tp)
+            if writing is not None and not writing.done():
+                if not wait:
+                    continue
+                await asyncio.wait({writing})
+            fold = self._folds.get(tp)
+            if fold is None or not fold.pending:
+                continue
+            self._folds[tp] = PartitionFold(fold.source, start=fold.end, end=fold.end)
+            self._writing[tp] = asyncio.create_task(self._write(tp, fold), name="rollup-flush")
+        if wait:
+            await asyncio.gather(*self._writing.values(), return_exceptions=True)
+
+    async def _write(self, tp: TopicPartition, fold: PartitionFold) -> None:
+        """Write a fold, after any fold of the partition whose write failed (in order)."""
+        pending = [*self._unwritten.pop(tp, []), fold]
+        for position, current in enumerate(pending):
+            try:
+                await self._write_one(tp, current, retry=position < len(pending) - 1)
+            except Exception as exc:
+                # Kept, in order, for the next flush, which first undoes what this one
+                # wrote (`recover`): nothing is lost and nothing is counted twice.
+                self._unwritten[tp] = pending[position:]
+                _log.warning(
+                    "rollup flush failed; it is retried with the next one",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=current.start,
+                    error=repr(exc),
+                )
+                return
+
+    async def _write_one(self, tp: TopicPartition, fold: PartitionFold, *, retry: bool) -> None:
+        started = time.monotonic()
+        if retry:
+            committed = await self._store.recover(fold.source)
+            if committed is not None and committed >= fold.end:
+                return  # the failed write had committed after all
+        minute_cells = fold.book.cells()
+        cells = with_coarser_windows(minute_cells, (Window.HOUR, Window.DAY))
+        await self._samples.keep(fold.samples)
+        await self._store.write(Flush(fold.source, fold.start, fold.end, cells))
+        self._live.flushed(minute_cells)
+        await self._commit(tp, fold.end)
+        _log.debug(
+            "rollups flushed",
+            topic=tp.topic,
+            partition=tp.partition,
+            events=fold.end - fold.start,
+            cells=len(cells),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        """Kafka's committed offset is for lag tools only: flushes say where to resume."""
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit({tp: offset})
+        except KafkaError as exc:
+            _log.warning("offset commit failed (lag only)", topic=tp.topic, error=repr(exc))
+
+    # ---- rebalancing --------------------------------------------------------------------
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        for tp in assigned:
+            source = SourcePartition(self._topics[tp.topic].value, tp.partition)
+            resume = await self._store.recover(source)
+            if resume is None:
+                committed = await self._consumer.committed(tp)
+                if committed is None:
+                    beginning = await self._consumer.beginning_offsets([tp])
+                    resume = beginning[tp]
+                else:
+                    resume = committed
+            self._consumer.seek(tp, resume)
+            self._folds[tp] = PartitionFold(source, start=resume, end=resume)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Write what was folded; what cannot be written is read again by the next owner."""
+        await self._flush_all(wait=True)
+        for tp in revoked:
+            self._folds.pop(tp, None)
+            self._writing.pop(tp, None)
+            self._unwritten.pop(tp, None)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, monitor: StreamMonitor) -> None:
+        self._monitor = monitor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._monitor.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._monitor.on_assigned(assigned)
+
+
+def _content_type(record: Any) -> str:
+    for name, value in record.headers:
+        if name == CONTENT_TYPE:
+            return str(value.decode(errors="replace"))
+    return _JSON
+
+
+__all__ = ["PartitionFold", "StreamMonitor"]

@@ -1,0 +1,79 @@
+"""The columnar batch fold agrees with the per-record path and hands back what it cannot read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from llmops.events.catalog import ChatMessage, ChatRole
+from llmops.events.codec import EventCodec
+from llmops.settings import WireFormat
+from llmops.traffic import COMPLETIONS, CompletionTraffic
+from llmops_monitoring.completion_batches import RecentIds, fold_completions
+from llmops_monitoring.rollups import LATENCY_QUANTILES, RollupBook, Window
+from llmops_monitoring.stream_facts import completion_from_json
+
+CODEC = EventCodec(COMPLETIONS, WireFormat.JSON)
+
+
+def encoded(count: int, error_every: int = 0) -> list[bytes]:
+    start = datetime(2026, 11, 23, 9, 58, tzinfo=UTC)
+    events = CompletionTraffic(start=start, error_every=error_every).events(count)
+    changes: dict[int, dict[str, Any]] = {
+        5: {"output": "I'm sorry, but I cannot help with that."},
+        11: {"output": "As an AI language model I won\u2019t say."},
+        7: {"prompt": None},
+        8: {"time_to_first_token_ms": None},
+        9: {"messages": [ChatMessage(role=ChatRole.USER, content="line\nbreak")]},
+    }
+    for position, update in changes.items():
+        event = events[position]
+        events[position] = event.model_copy(update={"data": event.data.model_copy(update=update)})
+    return [CODEC.encode(event).value for event in events]
+
+
+def test_the_batch_fold_gives_the_per_record_aggregates() -> None:
+    values = encoded(600, error_every=7)
+    batch = fold_completions(values, RecentIds(10_000))
+    assert batch.unread == []
+    assert batch.duplicates == 0
+    assert len(batch.read) == 600
+
+    one_by_one = RollupBook((Window.MINUTE,))
+    for value in values:
+        one_by_one.add_completion(completion_from_json(value, sample_rate=0).facts)
+    expected = {cell.key: cell.aggregate for cell in one_by_one.cells()}
+
+    assert batch.cells.keys() == expected.keys()
+    for key, aggregate in batch.cells.items():
+        want = expected[key]
+        for name in ("requests", "errors", "refusals", "prompt_tokens", "cache_exact"):
+            assert getattr(aggregate, name) == getattr(want, name), (key, name)
+        assert aggregate.errors_by_code == want.errors_by_code
+        assert aggregate.cost_usd == pytest.approx(want.cost_usd, rel=1e-12)
+        for sketch, reference in (
+            (aggregate.latency_ms, want.latency_ms),
+            (aggregate.ttft_ms, want.ttft_ms),
+        ):
+            assert sketch.count == reference.count
+            assert sketch.quantiles(LATENCY_QUANTILES) == pytest.approx(
+                reference.quantiles(LATENCY_QUANTILES), rel=1e-9
+            )
+    assert sum(a.refusals for a in batch.cells.values()) == 2
+
+
+def test_records_it_cannot_check_go_back_and_duplicates_are_dropped() -> None:
+    values = encoded(20)
+    recent = RecentIds(100)
+    broken = values[3].replace(b'"latency_ms":', b'"latency_ms":"slow","x":')
+    future = values[4].replace(b'"schema_version":1', b'"schema_version":2')
+    batch = fold_completions([*values[:3], broken, future, values[0]], recent)
+    assert batch.unread == [3, 4]
+    assert batch.duplicates == 1
+    assert sum(a.requests for a in batch.cells.values()) == 3
+
+    unparsable = fold_completions([values[10], b"{not json", values[11]], recent)
+    assert unparsable.unread == [1]
+    assert unparsable.read == [0, 2]

@@ -1,0 +1,234 @@
+"""The monitoring service against the real broker and database: rollups, queries, /metrics,
+dead letters, and a SIGKILL in the middle of the stream that loses and double counts nothing."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from llmops.events.catalog import CallStatus
+from llmops.events.codec import EventCodec
+from llmops.testing import (
+    SettingsFactory,
+    free_port,
+    headers_of,
+    read_topic,
+    serving,
+    wait_answering,
+    wait_until,
+)
+from llmops.traffic import COMPLETIONS, CompletionTraffic
+from llmops_monitoring.app import create_app
+from llmops_monitoring.settings import MonitoringSettings
+
+pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
+
+START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+DAY = {"window": "1d", "since": "2026-11-23T00:00:00Z", "until": "2026-11-24T00:00:00Z"}
+
+
+async def publish(settings: MonitoringSettings, events: list[Any], *extra: bytes) -> None:
+    codec = EventCodec(COMPLETIONS, settings.event_wire_format)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    topic = f"{settings.kafka_topic_prefix}{COMPLETIONS.topic}"
+    try:
+        for event in events:
+            encoded = codec.encode(event)
+            headers = [(name, value.encode()) for name, value in encoded.headers.items()]
+            await producer.send(topic, encoded.value, key=encoded.key, headers=headers)
+        for value in extra:
+            await producer.send(topic, value, key=b"poison")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def total_requests(client: httpx.AsyncClient) -> int:
+    answer = await client.get(
+        "/v1/metrics/top", params={"metric": "requests", "by": "tenant", **DAY}
+    )
+    assert answer.status_code == 200, answer.text
+    return int(sum(row["value"] for row in answer.json()["top"]))
+
+
+async def test_rollups_answer_exact_counts_costs_and_one_percent_quantiles(
+    service_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = service_settings(
+        MonitoringSettings, flush_interval_s=0.2, archive_dir=tmp_path / "archive"
+    )
+    traffic = CompletionTraffic(start=START, error_every=25)
+    events = traffic.events(1500)
+    # a producer's duplicate send (same envelope id) must not count twice
+    await publish(settings, [*events, events[0], events[1]], b"{not json")
+
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        await wait_until(
+            lambda: _equals(total_requests(client), len(events)), timeout=60, what="all events"
+        )
+        cost = await client.get(
+            "/v1/metrics/top", params={"metric": "cost_usd", "by": "tenant", **DAY}
+        )
+        latency = await client.get(
+            "/v1/metrics/series",
+            params={"metric": "latency_p95_ms", "group_by": "model", **DAY},
+        )
+        errors = await client.get(
+            "/v1/metrics/top", params={"metric": "error_rate", "by": "model,prompt", **DAY}
+        )
+        minutes = await client.get(
+            "/v1/metrics/series",
+            params={
+                "metric": "requests",
+                "window": "1m",
+                "since": "2026-11-23T10:00:00Z",
+                "until": "2026-11-23T10:02:00Z",
+                "tenant": "acme",
+            },
+        )
+        scraped = (await client.get("/metrics")).text
+        bad = await client.get("/v1/metrics/series", params={"metric": "latency_p42", **DAY})
+        reversed_range = await client.get(
+            "/v1/metrics/series",
+            params={"metric": "requests", "since": "2026-11-24T00:00:00Z", "until": DAY["since"]},
+        )
+
+    expected_cost: dict[str, float] = defaultdict(float)
+    latencies: dict[str, list[float]] = defaultdict(list)
+    failures: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for event in events:
+        data = event.data
+        expected_cost[event.tenant] += data.cost_usd
+        failed = data.status is CallStatus.ERROR
+        if not failed:
+            latencies[data.served_model].append(data.latency_ms)
+        failures[(data.served_model, f"support@{data.prompt.version}")].append(failed)  # type: ignore[union-attr]
+
+    ranked = {row["labels"]["tenant"]: row["value"] for row in cost.json()["top"]}
+    assert ranked.keys() == expected_cost.keys()
+    for tenant, value in ranked.items():
+        assert math.isclose(value, expected_cost[tenant], rel_tol=1e-9)
+
+    series = {line["labels"]["model"]: line["points"] for line in latency.json()["series"]}
+    assert series.keys() == latencies.keys()
+    for model, points in series.items():
+        exact = float(np.quantile(latencies[model], 0.95, method="lower"))
+        assert len(points) == 1
+        assert abs(points[0]["value"] - exact) <= 0.01 * exact
+
+    for row in errors.json()["top"]:
+        labels = row["labels"]
+        outcomes = failures[(labels["model"], labels["prompt"])]
+        assert row["value"] == pytest.approx(sum(outcomes) / len(outcomes))
+
+    acme_minutes = Counter_of(
+        event.time.replace(second=0, microsecond=0)
+        for event in events
+        if event.tenant == "acme" and event.time < START + timedelta(minutes=2)
+    )
+    points = minutes.json()["series"][0]["points"]
+    assert {datetime.fromisoformat(p["time"]): p["value"] for p in points} == acme_minutes
+
+    acme_a = 'api_key_id="key-1",model="model-a",prompt="support@1",tenant="acme"'
+    expected_acme_a = sum(
+        True
+        for e in events
+        if (e.tenant, e.data.served_model, e.data.api_key_id, e.data.prompt.version)  # type: ignore[union-attr]
+        == ("acme", "model-a", "key-1", 1)
+    )
+    assert f"llmops_llm_requests_total{{{acme_a}}} {float(expected_acme_a)}" in scraped
+    assert 'llmops_monitoring_events_total{topic="llm.completions"} 1503.0' in scraped
+
+    assert bad.status_code == 422
+    assert "unknown metric 'latency_p42'" in bad.json()["detail"]
+    assert reversed_range.status_code == 422
+    assert "must be before until" in reversed_range.text
+
+    dead = await read_topic(
+        settings.kafka_bootstrap_servers,
+        f"{settings.kafka_topic_prefix}llm.completions.dlq",
+        count=1,
+    )
+    assert dead[0].value == b"{not json"
+    assert headers_of(dead[0])["dlq-reason"] == "invalid"
+
+
+def Counter_of(items: Any) -> dict[datetime, float]:  # reads as a constructor
+    counts: dict[datetime, float] = defaultdict(float)
+    for item in items:
+        counts[item] += 1
+    return dict(counts)
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
+
+def start_monitoring(settings: MonitoringSettings, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "MONGODB_URL": settings.mongodb_url.get_secret_value(),
+        "MONGODB_DATABASE": settings.mongodb_database,
+        "MONITORING_PORT": str(port),
+        "MONITORING_FLUSH_INTERVAL_S": "0.1",
+        "MONITORING_ARCHIVE_DIR": "",
+    }
+    return subprocess.Popen([sys.executable, "-m", "llmops_monitoring"], env=env)
+
+
+async def test_a_killed_monitor_restarts_without_losing_or_double_counting(
+    service_settings: SettingsFactory,
+) -> None:
+    settings = service_settings(MonitoringSettings)
+    traffic = CompletionTraffic(start=START, spacing=timedelta(milliseconds=5))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    monitor = start_monitoring(settings, port)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            await wait_answering(f"{url}/healthz", monitor)
+            await publish(settings, traffic.events(3000))
+            counted = await wait_until(
+                lambda: _some(total_requests(client)), timeout=60, what="a first flush"
+            )
+            await publish(settings, traffic.events(3000))
+            monitor.send_signal(signal.SIGKILL)  # in the middle of folding and flushing
+            monitor.wait(timeout=10)
+            assert counted is not None
+            assert 0 < counted < 6000
+
+            monitor = start_monitoring(settings, port)
+            await wait_answering(f"{url}/healthz", monitor)
+            await wait_until(
+                lambda: _equals(total_requests(client), 6000), timeout=90, what="every event"
+            )
+            tokens = await client.get(
+                "/v1/metrics/top", params={"metric": "prompt_tokens", "by": "model", **DAY}
+            )
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=30)
+    by_model: dict[str, float] = defaultdict(float)
+    for event in traffic.made:
+        by_model[event.data.served_model] += event.data.usage.prompt_tokens
+    assert {row["labels"]["model"]: row["value"] for row in tokens.json()["top"]} == by_model
+
+
+async def _some(value: Any) -> int | None:
+    count = int(await value)
+    return count or None
