@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaProducer
+from monitoring_traffic import publish
 
 from llmops.events.catalog import CallStatus
-from llmops.events.codec import EventCodec
 from llmops.testing import (
     SettingsFactory,
     free_port,
@@ -29,7 +28,7 @@ from llmops.testing import (
     wait_answering,
     wait_until,
 )
-from llmops.traffic import COMPLETIONS, CompletionTraffic
+from llmops.traffic import CompletionTraffic
 from llmops_monitoring.app import create_app
 from llmops_monitoring.settings import MonitoringSettings
 
@@ -37,23 +36,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 DAY = {"window": "1d", "since": "2026-11-23T00:00:00Z", "until": "2026-11-24T00:00:00Z"}
-
-
-async def publish(settings: MonitoringSettings, events: list[Any], *extra: bytes) -> None:
-    codec = EventCodec(COMPLETIONS, settings.event_wire_format)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    topic = f"{settings.kafka_topic_prefix}{COMPLETIONS.topic}"
-    try:
-        for event in events:
-            encoded = codec.encode(event)
-            headers = [(name, value.encode()) for name, value in encoded.headers.items()]
-            await producer.send(topic, encoded.value, key=encoded.key, headers=headers)
-        for value in extra:
-            await producer.send(topic, value, key=b"poison")
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def total_requests(client: httpx.AsyncClient) -> int:

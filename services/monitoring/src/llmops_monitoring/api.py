@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from llmops.service import LateBound
+from llmops_monitoring.alert_runner import AlertRunner
 from llmops_monitoring.rollup_store import CellQuery, RollupStore
 from llmops_monitoring.rollups import DIMENSION_NAMES, Aggregate, RollupCell, Window
 
@@ -28,6 +29,7 @@ class Monitoring:
     """What the routes need, built in the service lifespan."""
 
     store: RollupStore
+    alerts: AlertRunner | None = None
 
 
 class SeriesPoint(BaseModel):
@@ -203,4 +205,21 @@ def build_router(monitoring: LateBound[Monitoring]) -> APIRouter:
     return router
 
 
-__all__ = ["Monitoring", "build_router", "metric_names"]
+def build_alerts_router(monitoring: LateBound[Monitoring]) -> APIRouter:
+    router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+
+    @router.get("", summary="Incidents firing now and the latest alert transitions")
+    async def alerts(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        runner = monitoring.get().alerts
+        if runner is None:
+            return {"rules": [], "firing": [], "history": []}
+        return {
+            "rules": [rule.model_dump(mode="json") for rule in runner.rules.rules],
+            "firing": runner.firing(),
+            "history": await runner.history(limit),
+        }
+
+    return router
+
+
+__all__ = ["Monitoring", "build_alerts_router", "build_router", "metric_names"]

@@ -10,17 +10,33 @@ results as Parquet files.
 from fastapi import FastAPI
 
 from llmops.service import LateBound, ServiceContext, create_service_app
-from llmops_monitoring.api import Monitoring, build_router
+from llmops.settings import ConfigurationError
+from llmops_monitoring.alert_runner import AlertRunner
+from llmops_monitoring.alerts import AlertRuleSet, load_rules
+from llmops_monitoring.api import Monitoring, build_alerts_router, build_router
 from llmops_monitoring.archive import ParquetArchive
 from llmops_monitoring.drift_samples import DriftSampleStore
 from llmops_monitoring.live_metrics import LiveMetrics
 from llmops_monitoring.rollup_store import RollupStore
 from llmops_monitoring.settings import MonitoringSettings
 from llmops_monitoring.stream_consumer import StreamMonitor
+from llmops_monitoring.webhook import WebhookNotifier
+
+
+def read_rules(settings: MonitoringSettings) -> AlertRuleSet | None:
+    """The configured alert rules; a missing or invalid file stops the service at start."""
+    path = settings.alert_rules_path
+    if path is None:
+        return None
+    try:
+        return load_rules(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"MONITORING_ALERT_RULES_PATH={path}: {exc}") from exc
 
 
 def create_app(settings: MonitoringSettings) -> FastAPI:
     monitoring: LateBound[Monitoring] = LateBound("the monitoring service")
+    rules = read_rules(settings)
 
     async def wire(context: ServiceContext) -> None:
         db = context.db
@@ -47,8 +63,49 @@ def create_app(settings: MonitoringSettings) -> FastAPI:
                 context.resources.push_async_callback(archive.stop)
 
             context.after_start.append(start_archive)
-        monitoring.set(Monitoring(store=rollups))
+        alerts = None
+        if rules is not None:
+            alerts = await wire_alerts(context, settings, rules, rollups, live)
+        monitoring.set(Monitoring(store=rollups, alerts=alerts))
 
-    return create_service_app(
-        settings, description=__doc__ or "", routers=[build_router(monitoring)], wire=wire
+    routers = [build_router(monitoring), build_alerts_router(monitoring)]
+    return create_service_app(settings, description=__doc__ or "", routers=routers, wire=wire)
+
+
+async def wire_alerts(
+    context: ServiceContext,
+    settings: MonitoringSettings,
+    rules: AlertRuleSet,
+    rollups: RollupStore,
+    live: LiveMetrics,
+) -> AlertRunner:
+    db = context.db
+    await AlertRunner.create_indexes(db)
+    webhook = None
+    if settings.alert_webhook_url:
+        await WebhookNotifier.create_indexes(db)
+        webhook = WebhookNotifier(
+            db,
+            context.http,
+            url=settings.alert_webhook_url,
+            max_attempts=settings.alert_webhook_max_attempts,
+            backoff_s=settings.alert_webhook_backoff_s,
+        )
+    runner = AlertRunner(
+        rules,
+        db=db,
+        rollups=rollups,
+        bus=context.bus,
+        live=live,
+        webhook=webhook,
+        interval_s=settings.alert_interval_s,
     )
+
+    async def start() -> None:
+        for worker in (runner, webhook):
+            if worker is not None:
+                await worker.start()
+                context.resources.push_async_callback(worker.stop)
+
+    context.after_start.append(start)
+    return runner
