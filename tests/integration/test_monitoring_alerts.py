@@ -115,3 +115,13 @@ async def test_an_invalid_rules_file_stops_the_service_with_the_reason(
     settings = service_settings(MonitoringSettings, alert_rules_path=rules, archive_dir="")
     with pytest.raises(SystemExit, match="max_rate"):
         create_app(settings)
+
+
+async def test_drift_rules_are_refused_until_drift_reports_feed_them(
+    service_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - kind: drift\n    id: topics\n    metric: topic_mix\n")
+    settings = service_settings(MonitoringSettings, alert_rules_path=rules, archive_dir="")
+    with pytest.raises(SystemExit, match="drift rules \\['topics'\\] are not evaluated yet"):
+        create_app(settings)

@@ -54,7 +54,8 @@ async def test_service_is_healthy_serves_metrics_and_joins_its_group(
             assert members >= 1
 
     assert health.status_code == 200, health.text
-    checks = {"kafka": "ok", "mongodb": "ok"} | ({"qdrant": "ok"} if service == "indexer" else {})
+    extra = {"indexer": {"qdrant": "ok"}, "monitoring": {"rollups": "ok", "archive": "ok"}}
+    checks = {"kafka": "ok", "mongodb": "ok"} | extra.get(service, {})
     assert health.json() == {"status": "ok", "service": service, "checks": checks}
     assert metrics.status_code == 200
     assert 'llmops_http_requests_total{method="GET",route="/healthz"' in metrics.text.replace(

@@ -14,21 +14,17 @@ from pydantic import BaseModel, Field
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from llmops.completion_window import CompletionWindow
 from llmops.events.catalog import CallStatus, CompletionRecorded
 from llmops.events.envelope import Envelope
 from llmops.storage import MongoDocument, insert_once
 from llmops_evaluation.dataset_items import DatasetItem, InputMessage, conversation_item
 
 
-class CompletionCriteria(BaseModel):
+class CompletionCriteria(CompletionWindow):
     """Which production completions to select, by when and what served them; every given
     condition must hold."""
 
-    since: datetime | None = Field(None, description="Recorded at or after (ISO 8601).")
-    until: datetime | None = Field(None, description="Recorded before (ISO 8601).")
-    prompt_name: str | None = None
-    prompt_version: int | None = Field(None, ge=1)
-    model: str | None = Field(None, description="Served model.")
     limit: int = Field(1000, ge=1, le=100_000)
 
     def describe(self) -> dict[str, str]:
@@ -107,20 +103,7 @@ class CompletionLog:
         self, tenant: str, selection: CompletionFilter
     ) -> AsyncIterator[StoredCompletion]:
         """Matching completions, oldest first."""
-        query: MongoDocument = {"tenant": tenant}
-        window: MongoDocument = {}
-        if selection.since is not None:
-            window["$gte"] = selection.since
-        if selection.until is not None:
-            window["$lt"] = selection.until
-        if window:
-            query["time"] = window
-        if selection.prompt_name is not None:
-            query["prompt_name"] = selection.prompt_name
-        if selection.prompt_version is not None:
-            query["prompt_version"] = selection.prompt_version
-        if selection.model is not None:
-            query["served_model"] = selection.model
+        query: MongoDocument = {"tenant": tenant, **selection.query()}
         if selection.tags:
             query["tags"] = {"$all": selection.tags}
         cursor = self._completions.find(query).sort("time", ASCENDING).limit(selection.limit)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from llmops.completion_window import CompletionWindow
 from llmops.events.catalog import ChatRole, CompletionRecorded
 from llmops.events.envelope import Envelope
 from llmops.storage import MongoDocument, insert_once
@@ -62,31 +63,8 @@ class StoredCompletion(BaseModel):
         return any(message.content for message in self.messages)
 
 
-class CompletionSelection(BaseModel):
+class CompletionSelection(CompletionWindow):
     """Which completions an export covers; every given condition must hold."""
-
-    since: datetime | None = Field(None, description="Completed at or after (ISO 8601).")
-    until: datetime | None = Field(None, description="Completed before (ISO 8601).")
-    prompt_name: str | None = None
-    prompt_version: int | None = Field(None, ge=1)
-    model: str | None = Field(None, description="Served model.")
-
-    def query(self) -> MongoDocument:
-        query: MongoDocument = {}
-        window: MongoDocument = {}
-        if self.since is not None:
-            window["$gte"] = self.since
-        if self.until is not None:
-            window["$lt"] = self.until
-        if window:
-            query["time"] = window
-        if self.prompt_name is not None:
-            query["prompt_name"] = self.prompt_name
-        if self.prompt_version is not None:
-            query["prompt_version"] = self.prompt_version
-        if self.model is not None:
-            query["served_model"] = self.model
-        return query
 
 
 class CompletionStore:

@@ -15,8 +15,6 @@ incidents instead of opening new ones.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops.bus import EventBus
 from llmops.events.catalog import CONTRACTS, Topic
+from llmops.periodic import Periodic
 from llmops.storage import MongoDocument, insert_once
 from llmops.telemetry import get_logger
 from llmops_monitoring.alerts import (
@@ -73,28 +72,20 @@ class AlertRunner:
         self._tenant = tenant
         self._me = uuid.uuid4().hex
         self._evaluator: AlertEvaluator | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("alert-rules", self._round, interval_s)
 
     @staticmethod
     async def create_indexes(db: AsyncDatabase[MongoDocument]) -> None:
         await db[TRANSITIONS].create_index([("time", DESCENDING)])
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="alert-rules")
+        await self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._rounds.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.evaluate(datetime.now(UTC))
-            except Exception as exc:
-                _log.warning("alert rules not evaluated", error=repr(exc))
-            await asyncio.sleep(self.interval_s)
+    async def _round(self) -> None:
+        await self.evaluate(datetime.now(UTC))
 
     # ---- one round ----------------------------------------------------------------------
 

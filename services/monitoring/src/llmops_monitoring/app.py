@@ -7,20 +7,29 @@ webhook, reports drift at `/v1/drift`, and archives completions, feedback and ev
 results as Parquet files.
 """
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
+from llmops.embedding.dense import DenseEncoder, EmbeddingBackend, load_dense_encoder
+from llmops.events.catalog import Topic
 from llmops.service import LateBound, ServiceContext, create_service_app
 from llmops.settings import ConfigurationError
 from llmops_monitoring.alert_runner import AlertRunner
-from llmops_monitoring.alerts import AlertRuleSet, load_rules
+from llmops_monitoring.alerts import AlertRuleSet, DriftRule, load_rules
 from llmops_monitoring.api import Monitoring, build_alerts_router, build_router
 from llmops_monitoring.archive import ParquetArchive
+from llmops_monitoring.drift_reports import DriftAnalyst
+from llmops_monitoring.drift_routes import DriftReports, build_drift_router
 from llmops_monitoring.drift_samples import DriftSampleStore
 from llmops_monitoring.live_metrics import LiveMetrics
 from llmops_monitoring.rollup_store import RollupStore
 from llmops_monitoring.settings import MonitoringSettings
 from llmops_monitoring.stream_consumer import StreamMonitor
 from llmops_monitoring.webhook import WebhookNotifier
+
+CONSUMES: tuple[Topic, ...] = tuple(Topic)
+"""Every topic, through `StreamMonitor`'s consumer in the service's group."""
 
 
 def read_rules(settings: MonitoringSettings) -> AlertRuleSet | None:
@@ -29,14 +38,27 @@ def read_rules(settings: MonitoringSettings) -> AlertRuleSet | None:
     if path is None:
         return None
     try:
-        return load_rules(path.read_text())
+        rules = load_rules(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"MONITORING_ALERT_RULES_PATH={path}: {exc}") from exc
+    drift = [rule.id for rule in rules.rules if isinstance(rule, DriftRule)]
+    if drift:
+        raise ConfigurationError(
+            f"MONITORING_ALERT_RULES_PATH={path}: drift rules {drift} are not evaluated yet "
+            "(drift reports run on request, POST /v1/drift/reports); remove them"
+        )
+    return rules
 
 
 def create_app(settings: MonitoringSettings) -> FastAPI:
     monitoring: LateBound[Monitoring] = LateBound("the monitoring service")
     rules = read_rules(settings)
+    drift: LateBound[DriftReports] = LateBound("drift reports")
+
+    def load_encoder() -> DenseEncoder:
+        return load_dense_encoder(
+            settings.drift_embedding_model, EmbeddingBackend.TORCH, cache_dir=Path(".llmops/models")
+        )
 
     async def wire(context: ServiceContext) -> None:
         db = context.db
@@ -44,6 +66,7 @@ def create_app(settings: MonitoringSettings) -> FastAPI:
             await store.create_indexes(db)
         rollups = RollupStore(db)
         live = LiveMetrics(context.metrics.registry)
+        drift.set(DriftReports(DriftAnalyst(DriftSampleStore(db), load_encoder), live))
         monitor = StreamMonitor(
             settings, bus=context.bus, store=rollups, samples=DriftSampleStore(db), live=live
         )
@@ -68,7 +91,7 @@ def create_app(settings: MonitoringSettings) -> FastAPI:
             alerts = await wire_alerts(context, settings, rules, rollups, live)
         monitoring.set(Monitoring(store=rollups, alerts=alerts))
 
-    routers = [build_router(monitoring), build_alerts_router(monitoring)]
+    routers = [build_router(monitoring), build_alerts_router(monitoring), build_drift_router(drift)]
     return create_service_app(settings, description=__doc__ or "", routers=routers, wire=wire)
 
 

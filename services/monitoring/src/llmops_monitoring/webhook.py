@@ -9,8 +9,6 @@ its event id in `Idempotency-Key`: an attempt whose answer was lost is sent agai
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +16,7 @@ import httpx
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from llmops.periodic import Periodic
 from llmops.storage import MongoDocument, insert_once
 from llmops.telemetry import get_logger
 
@@ -44,8 +43,7 @@ class WebhookNotifier:
         self.url = url
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
-        self.poll_s = poll_s
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("alert-webhook", self.deliver_due, poll_s)
 
     @staticmethod
     async def create_indexes(db: AsyncDatabase[MongoDocument]) -> None:
@@ -58,21 +56,10 @@ class WebhookNotifier:
         await insert_once(self._deliveries, delivery_id, document)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="alert-webhook")
+        await self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.deliver_due()
-            except Exception as exc:  # the store is down: try again next round
-                _log.warning("webhook deliveries not read", error=repr(exc))
-            await asyncio.sleep(self.poll_s)
+        await self._rounds.stop()
 
     async def deliver_due(self) -> None:
         """Send every notification whose time has come, oldest first."""
