@@ -117,11 +117,11 @@ async def test_an_invalid_rules_file_stops_the_service_with_the_reason(
         create_app(settings)
 
 
-async def test_drift_rules_are_refused_until_drift_reports_feed_them(
+async def test_a_drift_rule_naming_an_unknown_check_is_refused(
     service_settings: SettingsFactory, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - kind: drift\n    id: topics\n    metric: topic_mix\n")
+    rules.write_text("rules:\n  - kind: drift\n    id: topics\n    metric: topics\n    tenant: a\n")
     settings = service_settings(MonitoringSettings, alert_rules_path=rules, archive_dir="")
-    with pytest.raises(SystemExit, match="drift rules \\['topics'\\] are not evaluated yet"):
+    with pytest.raises(SystemExit, match="names check 'topics'; known checks: query_embedding"):
         create_app(settings)

@@ -21,14 +21,21 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
+from llmops.bus import EventBus
 from llmops.embedding.dense import DenseEncoder, EmbeddingBackend, load_dense_encoder
 from llmops.embedding.models import ModelNotFoundError
+from llmops.events.catalog import AlertSeverity, Topic
 from llmops.service import LateBound
 from llmops.storage import MongoDocument
+from llmops.telemetry import ServiceMetrics
 from llmops.tenancy import TENANT_HEADER
+from llmops.testing import SettingsFactory, read_topic
+from llmops_monitoring.alert_runner import AlertRunner
+from llmops_monitoring.alerts import AlertRuleSet, DriftRule
 from llmops_monitoring.drift import DriftReport, population_stability_index
 from llmops_monitoring.drift_reports import (
     ANSWER_LENGTH_KS,
@@ -49,6 +56,8 @@ from llmops_monitoring.drift_reports import (
 from llmops_monitoring.drift_routes import DriftReports, build_drift_router
 from llmops_monitoring.drift_samples import DriftSampleStore
 from llmops_monitoring.live_metrics import LiveMetrics
+from llmops_monitoring.rollup_store import RollupStore
+from llmops_monitoring.settings import MonitoringSettings
 from llmops_monitoring.stream_facts import DriftSample
 
 pytestmark = [pytest.mark.mongo]
@@ -529,3 +538,56 @@ def _explain(analysis: DriftAnalysis) -> str:
         f"{check.check}: {check.status} {check.report.description if check.report else check.note}"
         for check in analysis.checks
     )
+
+
+async def test_a_drift_rule_fires_on_a_scheduled_report_and_resolves_without_data(
+    store: DriftSampleStore, encoder: DenseEncoder, service_settings: SettingsFactory
+) -> None:
+    settings = service_settings(MonitoringSettings)
+    rule = DriftRule(
+        id="other-topics",
+        metric="topic_mix_chi2",
+        tenant="other",
+        current=timedelta(hours=12),
+        reference=timedelta(hours=12),
+        every=timedelta(hours=1),
+        severity=AlertSeverity.CRITICAL,
+    )
+    registry = CollectorRegistry()
+    bus = EventBus(settings, tracer_provider=TracerProvider(), metrics=ServiceMetrics("t"))
+    client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
+        settings.mongodb_url.get_secret_value(), tz_aware=True
+    )
+    db = client[settings.mongodb_database]
+    runner = AlertRunner(
+        AlertRuleSet(rules=(rule,)),
+        db=db,
+        rollups=RollupStore(db),
+        bus=bus,
+        live=LiveMetrics(registry),
+        webhook=None,
+        interval_s=1.0,
+        drift=DriftAnalyst(store, CountingLoader(encoder)),
+    )
+    await bus.start()
+    try:
+        fired = await runner.evaluate(CURRENT.until)
+        not_due = await runner.evaluate(CURRENT.until + timedelta(minutes=30))
+        resolved = await runner.evaluate(NEXT_DAY.until)  # a trickle: insufficient data
+    finally:
+        await bus.stop()
+        await client.close()
+
+    assert [t.state.value for t in fired] == ["firing"]
+    assert "topic_mix_chi2" in fired[0].message
+    assert not_due == []
+    assert [t.state.value for t in resolved] == ["resolved"]
+    assert resolved[0].incident_id == fired[0].incident_id
+    scope = {"scope": "other/*/*", "check": "topic_mix_chi2"}
+    assert registry.get_sample_value("llmops_drift_detected", scope) == 1.0
+    events = await read_topic(
+        settings.kafka_bootstrap_servers,
+        f"{settings.kafka_topic_prefix}{Topic.MONITORING_ALERTS}",
+        count=2,
+    )
+    assert [r.key for r in events] == [fired[0].incident_id.encode()] * 2

@@ -153,7 +153,7 @@ def test_score_drop_negative_feedback_and_drift_rules() -> None:
         id="relevance-drop", metric="score:relevance", baseline=0.8, max_drop=0.25, relative=True
     )
     feedback = NegativeFeedbackRule(id="thumbs-down", max_rate=0.3)
-    drift = DriftRule(id="refusal-drift", metric="refusal_rate")
+    drift = DriftRule(id="refusal-drift", metric="refusal_rate", tenant="acme")
     evaluator = AlertEvaluator([drop, relative, feedback, drift])
 
     assert evaluator.observe(Observation("faithfulness-drop", {}, 0.75, T0, baseline=0.8)) is None

@@ -36,6 +36,7 @@ from llmops_monitoring.alerts import (
     Observation,
     ScoreDropRule,
 )
+from llmops_monitoring.drift_reports import DriftAnalyst, DriftRequest, TimeRange
 from llmops_monitoring.live_metrics import LiveMetrics
 from llmops_monitoring.rollup_store import CellQuery, RollupStore
 from llmops_monitoring.rollups import Aggregate, RollupCell, group_cells
@@ -45,6 +46,7 @@ STATE = "monitoring_alert_state"
 TRANSITIONS = "monitoring_alert_transitions"
 _EVALUATOR = "evaluator"
 _EVENTS = uuid.uuid5(uuid.NAMESPACE_URL, "llmops:monitoring:alert-events")
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 _log = get_logger(__name__)
 
 
@@ -59,6 +61,7 @@ class AlertRunner:
         live: LiveMetrics,
         webhook: WebhookNotifier | None,
         interval_s: float,
+        drift: DriftAnalyst | None = None,
         tenant: str = "platform",
     ) -> None:
         self.rules = rules
@@ -72,6 +75,8 @@ class AlertRunner:
         self._tenant = tenant
         self._me = uuid.uuid4().hex
         self._evaluator: AlertEvaluator | None = None
+        self._drift = drift
+        self._drift_due: dict[str, datetime] = {}
         self._rounds = Periodic("alert-rules", self._round, interval_s)
 
     @staticmethod
@@ -97,8 +102,12 @@ class AlertRunner:
         transitions: list[AlertTransition] = []
         for rule in evaluator.rules.values():
             if isinstance(rule, DriftRule):
-                continue  # observed from drift reports, not from rollups
-            observations = await self._observe(rule, now)
+                drift = await self._observe_drift(rule, now)
+                if drift is None:
+                    continue  # not due: the rule keeps its state until the next report
+                observations = [drift]
+            else:
+                observations = await self._observe(rule, now)
             seen = {tuple(sorted(o.scope.items())) for o in observations}
             for incident in evaluator.firing():
                 if incident.rule_id == rule.id and incident.scope not in seen:
@@ -137,6 +146,27 @@ class AlertRunner:
             observations = [o for o in observations if o.baseline is not None]
         return observations
 
+    async def _observe_drift(self, rule: DriftRule, now: datetime) -> Observation | None:
+        """A drift report when the rule is due (reports are costly: embeddings, permutation
+        tests); None between reports."""
+        if self._drift is None or now < self._drift_due.get(rule.id, now):
+            return None
+        self._drift_due[rule.id] = now + rule.every
+        current = TimeRange(now - rule.current, now)
+        request = DriftRequest(
+            tenant=rule.tenant,
+            reference=TimeRange(current.since - rule.reference, current.since),
+            current=current,
+            prompt=rule.prompt,
+            collection=rule.collection,
+        )
+        check = (await self._drift.report(request)).check(rule.metric)
+        if check.report is None:  # insufficient data: no verdict, as no data elsewhere
+            return Observation(rule.id, {}, None, now, detail=check.note)
+        report = check.report
+        self._live.set_drift(request.scope, rule.metric, report.statistic, report.drifted)
+        return Observation.from_drift(rule.id, {}, report, now)
+
     async def _cells(self, rule: AlertRule, start: datetime) -> list[RollupCell]:
         query = CellQuery(rule.window, start, start + rule.window.length)
         return group_cells(await self._rollups.read(query), rule.group_by)
@@ -161,7 +191,7 @@ class AlertRunner:
     async def _lease(self, now: datetime) -> AlertEvaluator | None:
         """The evaluator if this replica holds (or takes over) the lease, else None."""
         until = now + timedelta(seconds=3 * self.interval_s)
-        await insert_once(self._state, _EVALUATOR, {"owner": None, "lease_until": now})
+        await insert_once(self._state, _EVALUATOR, {"owner": None, "lease_until": _NEVER})
         taken = await self._state.find_one_and_update(
             {"_id": _EVALUATOR, "$or": [{"owner": self._me}, {"lease_until": {"$lt": now}}]},
             {"$set": {"owner": self._me, "lease_until": until}},

@@ -166,9 +166,19 @@ class NegativeFeedbackRule(_Rule):
 
 
 class DriftRule(_Rule):
-    """A drift check flagged drift; observations carry 1.0 when flagged, 0.0 when not."""
+    """A drift check (`metric`, e.g. `topic_mix_chi2`) flagged drift between the `current`
+    window ending now and the `reference` window before it, for one tenant and optionally
+    one prompt and collection; run every `every`. Observations carry 1.0 when flagged."""
 
     kind: Literal["drift"] = "drift"
+    tenant: str = Field(min_length=1)
+    prompt: str | None = Field(default=None, description="`name@version`; None: every prompt.")
+    collection: str | None = None
+    current: Duration = Field(default=timedelta(hours=1), description="Window ending now.")
+    reference: Duration = Field(
+        default=timedelta(days=7), description="Window ending where `current` starts."
+    )
+    every: Duration = Field(default=timedelta(minutes=15), description="How often to compare.")
 
     def limit(self, observation: Observation) -> float:
         return 0.5

@@ -19,7 +19,7 @@ from llmops_monitoring.alert_runner import AlertRunner
 from llmops_monitoring.alerts import AlertRuleSet, DriftRule, load_rules
 from llmops_monitoring.api import Monitoring, build_alerts_router, build_router
 from llmops_monitoring.archive import ParquetArchive
-from llmops_monitoring.drift_reports import DriftAnalyst
+from llmops_monitoring.drift_reports import CHECKS, DriftAnalyst
 from llmops_monitoring.drift_routes import DriftReports, build_drift_router
 from llmops_monitoring.drift_samples import DriftSampleStore
 from llmops_monitoring.live_metrics import LiveMetrics
@@ -41,12 +41,12 @@ def read_rules(settings: MonitoringSettings) -> AlertRuleSet | None:
         rules = load_rules(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"MONITORING_ALERT_RULES_PATH={path}: {exc}") from exc
-    drift = [rule.id for rule in rules.rules if isinstance(rule, DriftRule)]
-    if drift:
-        raise ConfigurationError(
-            f"MONITORING_ALERT_RULES_PATH={path}: drift rules {drift} are not evaluated yet "
-            "(drift reports run on request, POST /v1/drift/reports); remove them"
-        )
+    for rule in rules.rules:
+        if isinstance(rule, DriftRule) and rule.metric not in CHECKS:
+            raise ConfigurationError(
+                f"MONITORING_ALERT_RULES_PATH={path}: drift rule {rule.id!r} names check "
+                f"{rule.metric!r}; known checks: {', '.join(CHECKS)}"
+            )
     return rules
 
 
@@ -66,7 +66,8 @@ def create_app(settings: MonitoringSettings) -> FastAPI:
             await store.create_indexes(db)
         rollups = RollupStore(db)
         live = LiveMetrics(context.metrics.registry)
-        drift.set(DriftReports(DriftAnalyst(DriftSampleStore(db), load_encoder), live))
+        analyst = DriftAnalyst(DriftSampleStore(db), load_encoder)
+        drift.set(DriftReports(analyst, live))
         monitor = StreamMonitor(
             settings, bus=context.bus, store=rollups, samples=DriftSampleStore(db), live=live
         )
@@ -88,7 +89,7 @@ def create_app(settings: MonitoringSettings) -> FastAPI:
             context.after_start.append(start_archive)
         alerts = None
         if rules is not None:
-            alerts = await wire_alerts(context, settings, rules, rollups, live)
+            alerts = await wire_alerts(context, settings, rules, rollups, live, analyst)
         monitoring.set(Monitoring(store=rollups, alerts=alerts))
 
     routers = [build_router(monitoring), build_alerts_router(monitoring), build_drift_router(drift)]
@@ -101,6 +102,7 @@ async def wire_alerts(
     rules: AlertRuleSet,
     rollups: RollupStore,
     live: LiveMetrics,
+    analyst: DriftAnalyst,
 ) -> AlertRunner:
     db = context.db
     await AlertRunner.create_indexes(db)
@@ -122,6 +124,7 @@ async def wire_alerts(
         live=live,
         webhook=webhook,
         interval_s=settings.alert_interval_s,
+        drift=analyst,
     )
 
     async def start() -> None:
