@@ -83,16 +83,16 @@ async def raw_consume(bootstrap: str, topic: str, events: int) -> float:
         group_id=f"raw-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_poll_records=5_000,
-        fetch_max_bytes=16 * 1024 * 1024,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        max_poll_records=20_000,  # the monitor's consumer settings
+        fetch_max_bytes=32 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
     try:
         seen = len(await consumer.getmany(timeout_ms=10_000, max_records=1))
         started = time.perf_counter()
         while seen < events:
-            batch = await consumer.getmany(timeout_ms=1_000, max_records=5_000)
+            batch = await consumer.getmany(timeout_ms=1_000, max_records=20_000)
             seen += sum(len(records) for records in batch.values())
         return (events - 1) / (time.perf_counter() - started)
     finally:
@@ -145,7 +145,7 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--events", type=int, default=600_000)
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     mongo_url = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
@@ -164,7 +164,7 @@ async def main() -> None:
             "KAFKA_TOPIC_PREFIX": prefix,
             "MONGODB_URL": mongo_url,
             "drift_sample_rate": 0.01,
-            "flush_interval_s": 1.0,
+            "flush_interval_s": 0.5,
             "archive_dir": None,
         }
     )

@@ -216,3 +216,34 @@ async def test_unknown_prompt_fails_the_run_with_its_reason(
         run = await finished_run(stack, run_id)
     assert run["state"] == "failed"
     assert "prompt 'missing' has no label production" in run["error"]
+
+
+async def test_judge_metrics_score_answers_with_the_judge_model_and_its_registry_rubric(
+    service_settings: SettingsFactory,
+) -> None:
+    verdict = '{"score": 4, "reason": "on topic but incomplete"}'
+    judge = StubBehaviour(reply=f"Verdict: {verdict}")
+    async with evaluation_stack(
+        service_settings,
+        stubs={"echo": StubBehaviour(), "judge": judge},
+        judge_model="judge",
+    ) as stack:
+        await stack.create_prompt("support", "{{ question }}", label="production")
+        lines = [
+            json.dumps({"item_id": item_id, "input": question})
+            for item_id, question in list(QUESTIONS.items())[:3]
+        ]
+        await stack.upload("faq", lines)
+        candidate = {"prompt_name": "support", "prompt_label": "production", "model": "echo"}
+        run_id = await start_run(stack, candidate, ["answer_relevance", "faithfulness"])
+        run = await finished_run(stack, run_id)
+        items = (await stack.evaluation.get(f"/v1/runs/{run_id}/items")).json()
+        rubric = await stack.prompts.get("/v1/prompts/eval-judge-answer-relevance")
+
+    assert run["state"] == "completed", run
+    assert judge.calls == 3  # one verdict per item; faithfulness has no passages to judge
+    for item in items:
+        assert item["scores"]["answer_relevance"] == pytest.approx(0.75)  # 4 on 1..5
+        assert "faithfulness" not in item["scores"]
+        assert item["notes"]["faithfulness"] == "no passages were retrieved"
+    assert rubric.status_code == 200, rubric.text

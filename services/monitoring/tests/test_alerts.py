@@ -207,8 +207,10 @@ rules:
     hold_for: PT2M
   - id: topic-drift
     kind: drift
-    metric: category_mix_js
-    window: 1h
+    metric: topic_mix_js
+    tenant: acme
+    current: 2h
+    every: 30m
 """
     )
     latency, budget, errors, drift = rules.rules
@@ -220,7 +222,12 @@ rules:
     assert isinstance(errors, ErrorRateRule)
     assert errors.hold_for == timedelta(minutes=2)
     assert isinstance(drift, DriftRule)
-    assert drift.window is Window.HOUR
+    assert (drift.tenant, drift.current, drift.reference) == (
+        "acme",
+        timedelta(hours=2),
+        timedelta(days=7),
+    )
+    assert drift.every == timedelta(minutes=30)
 
     as_json = json.dumps([r.model_dump(mode="json") for r in rules.rules])
     assert load_rules(as_json) == rules

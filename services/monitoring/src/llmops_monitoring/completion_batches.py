@@ -2,9 +2,10 @@
 
 A batch of JSON envelopes is parsed by Arrow's JSON reader against an explicit schema of
 the fields monitoring reads (the rest is skipped), checked column by column (event type,
-schema version, required values, known enums, non-negative timings), then grouped per
-minute, tenant, model, prompt version and key with Arrow's hash aggregation; latency and
-TTFT are bucketed as `QuantileSketch` buckets by vectorised arithmetic. The parse and the
+schema version, required values, known enums, non-negative timings), then summed per
+minute, tenant, model, prompt version and key: the joined key is dictionary-encoded into a
+cell index per row, and numpy bincounts add the columns; latency and TTFT are bucketed as
+`QuantileSketch` buckets by vectorised arithmetic and counted per cell. The parse and the
 kernels release the GIL, so a worker thread folds one batch while the event loop polls
 the next.
 
@@ -22,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 # pyarrow ships no type information
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.json as pj  # type: ignore[import-untyped]
@@ -81,7 +84,8 @@ _REQUIRED = (
     "data.cache",
     "data.status",
 )
-_KEYS = ["minute", "tenant", "model", "prompt", "api_key_id"]
+_KEY_SEPARATOR = "\x1f"
+"""Joins a cell's minute and dimensions into one key (a control character, as ids are text)."""
 _CACHE_VALUES = pa.array([result.value for result in CacheResult])
 _STATUS_VALUES = pa.array([status.value for status in CallStatus])
 _MINUTE_US = 60_000_000
@@ -203,10 +207,11 @@ def _valid_rows(table: Any) -> Any:
 
 
 def _fold_rows(rows: Any, cells: dict[CellKey, Aggregate]) -> None:
+    """Sum the rows into their minute cells: a cell index per row (dictionary-encoded
+    keys), then numpy bincounts; sketches get their buckets counted per cell."""
     failed = pc.equal(rows.column("data.status"), CallStatus.ERROR.value)
-    output = rows.column("data.output")
     opening = pc.utf8_slice_codeunits(
-        pc.replace_substring(output, "\u2019", "'"), 0, REFUSAL_SCAN_CHARS
+        pc.replace_substring(rows.column("data.output"), "\u2019", "'"), 0, REFUSAL_SCAN_CHARS
     )
     refused = pc.and_(
         pc.invert(failed),
@@ -218,113 +223,115 @@ def _fold_rows(rows: Any, cells: dict[CellKey, Aggregate]) -> None:
         UNKNOWN,
         pc.binary_join_element_wise(name, pc.cast(version, _STRING), "@"),
     )
+    minute = pc.divide(pc.cast(rows.column("time"), pa.int64()), _MINUTE_US)
+    key_text = pc.binary_join_element_wise(
+        pc.cast(minute, _STRING),
+        rows.column("tenant"),
+        _or_unknown(rows.column("data.served_model")),
+        prompt,
+        _or_unknown(rows.column("data.api_key_id")),
+        _KEY_SEPARATOR,
+    )
+    encoded = pc.dictionary_encode(key_text).combine_chunks()
+    index = encoded.indices.to_numpy().astype(np.int64)
+    aggregates = [_cell(cells, key) for key in encoded.dictionary.to_pylist()]
+    size = len(aggregates)
+
+    def total(column: Any) -> npt.NDArray[np.float64]:
+        weights = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+        return np.asarray(np.bincount(index, weights=weights, minlength=size), dtype=np.float64)
+
     cache = rows.column("data.cache")
-    keyed = pa.table(
-        {
-            "minute": pc.divide(pc.cast(rows.column("time"), pa.int64()), _MINUTE_US),
-            "tenant": rows.column("tenant"),
-            "model": _or_unknown(rows.column("data.served_model")),
-            "prompt": prompt,
-            "api_key_id": _or_unknown(rows.column("data.api_key_id")),
-            "failed": pc.cast(failed, pa.int64()),
-            "refused": pc.cast(refused, pa.int64()),
-            "prompt_tokens": rows.column("data.usage.prompt_tokens"),
-            "completion_tokens": rows.column("data.usage.completion_tokens"),
-            "cost_usd": rows.column("data.cost_usd"),
-            "exact": pc.cast(pc.equal(cache, CacheResult.EXACT.value), pa.int64()),
-            "semantic": pc.cast(pc.equal(cache, CacheResult.SEMANTIC.value), pa.int64()),
-            "latency_ms": rows.column("data.latency_ms"),
-            "ttft_ms": rows.column("data.time_to_first_token_ms"),
-            "error_code": pc.fill_null(rows.column("data.error.code"), "unknown"),
-        }
-    )
-    totals = keyed.group_by(_KEYS, use_threads=False).aggregate(
-        [
-            ("failed", "count"),
-            ("failed", "sum"),
-            ("refused", "sum"),
-            ("prompt_tokens", "sum"),
-            ("completion_tokens", "sum"),
-            ("cost_usd", "sum"),
-            ("exact", "sum"),
-            ("semantic", "sum"),
-        ]
-    )
-    for row in totals.to_pylist():
-        aggregate = _cell(cells, row)
-        aggregate.requests += row["failed_count"]
-        aggregate.errors += row["failed_sum"]
-        aggregate.refusals += row["refused_sum"]
-        aggregate.prompt_tokens += row["prompt_tokens_sum"]
-        aggregate.completion_tokens += row["completion_tokens_sum"]
-        aggregate.cost_usd += row["cost_usd_sum"]
-        aggregate.cache_exact += row["exact_sum"]
-        aggregate.cache_semantic += row["semantic_sum"]
-    errors = keyed.filter(pc.equal(keyed.column("failed"), 1))
-    if errors.num_rows:
-        by_code = errors.group_by([*_KEYS, "error_code"], use_threads=False).aggregate(
-            [("failed", "count")]
+    requests = np.bincount(index, minlength=size)
+    sums = {
+        "errors": total(failed),
+        "refusals": total(refused),
+        "prompt_tokens": total(rows.column("data.usage.prompt_tokens")),
+        "completion_tokens": total(rows.column("data.usage.completion_tokens")),
+        "cache_exact": total(pc.equal(cache, CacheResult.EXACT.value)),
+        "cache_semantic": total(pc.equal(cache, CacheResult.SEMANTIC.value)),
+    }
+    cost = total(rows.column("data.cost_usd"))
+    for position, aggregate in enumerate(aggregates):
+        aggregate.requests += int(requests[position])
+        aggregate.cost_usd += float(cost[position])
+        for field_name, values in sums.items():
+            setattr(aggregate, field_name, getattr(aggregate, field_name) + round(values[position]))
+    failures = np.asarray(failed.to_numpy(zero_copy_only=False), dtype=bool)
+    if failures.any():
+        codes = pc.fill_null(rows.column("data.error.code"), "unknown").to_numpy(
+            zero_copy_only=False
         )
-        for row in by_code.to_pylist():
-            codes = _cell(cells, row).errors_by_code
-            codes[row["error_code"]] = codes.get(row["error_code"], 0) + row["failed_count"]
-    succeeded = keyed.filter(pc.equal(keyed.column("failed"), 0))
-    _fold_sketch(succeeded, "latency_ms", cells, lambda a: a.latency_ms)
-    _fold_sketch(succeeded, "ttft_ms", cells, lambda a: a.ttft_ms)
+        for position, code in zip(index[failures], codes[failures], strict=True):
+            by_code = aggregates[position].errors_by_code
+            by_code[code] = by_code.get(code, 0) + 1
+    succeeded = ~failures
+    for column, pick in (("data.latency_ms", _latency), ("data.time_to_first_token_ms", _ttft)):
+        values = rows.column(column)
+        valid = succeeded & np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False))
+        if valid.any():
+            _fold_sketch(values, valid, index, [pick(a) for a in aggregates])
 
 
-def _fold_sketch(rows: Any, column: str, cells: dict[CellKey, Aggregate], pick: Any) -> None:
-    """Bucket `column` of `rows` (non-null values) into each cell's sketch."""
-    rows = rows.filter(pc.is_valid(rows.column(column)))
-    if not rows.num_rows:
-        return
-    values = rows.column(column)
-    sample: QuantileSketch = QuantileSketch()
-    positive = pc.greater(values, DEFAULT_MIN_VALUE)
-    index = pc.cast(
-        pc.ceil(
-            pc.multiply(
-                pc.ln(pc.max_element_wise(values, DEFAULT_MIN_VALUE)), sample.index_multiplier
+def _fold_sketch(
+    column: Any,
+    valid: npt.NDArray[np.bool_],
+    index: npt.NDArray[np.int64],
+    sketches: list[QuantileSketch],
+) -> None:
+    """Count the valid values of `column` into the sketch of each row's cell."""
+    multiplier = sketches[0].index_multiplier
+    # Arrow's ln, as the per-record path's math.log: the same bucket for the same value.
+    bucket_of = pc.ceil(
+        pc.multiply(pc.ln(pc.max_element_wise(column, DEFAULT_MIN_VALUE)), multiplier)
+    )
+    values = np.asarray(pc.fill_null(column, 0.0).to_numpy(zero_copy_only=False))[valid]
+    buckets = np.asarray(pc.fill_null(bucket_of, 0.0).to_numpy(zero_copy_only=False))[valid]
+    rows_cell = index[valid]
+    size = len(sketches)
+    positive = values > DEFAULT_MIN_VALUE
+    lowest = np.full(size, np.inf)
+    highest = np.full(size, -np.inf)
+    np.minimum.at(lowest, rows_cell, values)
+    np.maximum.at(highest, rows_cell, values)
+    totals = np.bincount(rows_cell, weights=values, minlength=size)
+    zeros = np.bincount(rows_cell[~positive], minlength=size)
+    counted = np.bincount(rows_cell, minlength=size)
+    bucket = buckets[positive].astype(np.int64)
+    by_cell: list[list[tuple[int, int]]] = [[] for _ in range(size)]
+    if bucket.size:
+        low = int(bucket.min())
+        span = int(bucket.max()) - low + 1
+        combined, counts = np.unique(
+            rows_cell[positive] * span + (bucket - low), return_counts=True
+        )
+        for key, count in zip(combined.tolist(), counts.tolist(), strict=True):
+            by_cell[key // span].append((key % span + low, count))
+    for position, sketch in enumerate(sketches):
+        if counted[position]:
+            sketch.add_counted(
+                by_cell[position],
+                total=float(totals[position]),
+                lowest=float(lowest[position]),
+                highest=float(highest[position]),
+                zeros=int(zeros[position]),
             )
-        ),
-        pa.int64(),
-    )
-    bucketed = (
-        rows.select(_KEYS)
-        .append_column("bucket", index)
-        .append_column("positive", pc.cast(positive, pa.int64()))
-        .append_column("value", values)
-    )
-    stats = bucketed.group_by(_KEYS, use_threads=False).aggregate(
-        [
-            ("value", "sum"),
-            ("value", "min"),
-            ("value", "max"),
-            ("positive", "count"),
-            ("positive", "sum"),
-        ]
-    )
-    buckets: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
-    counted = bucketed.filter(positive).group_by([*_KEYS, "bucket"], use_threads=False)
-    for row in counted.aggregate([("positive", "count")]).to_pylist():
-        key = tuple(row[name] for name in _KEYS)
-        buckets.setdefault(key, []).append((row["bucket"], row["positive_count"]))
-    for row in stats.to_pylist():
-        key = tuple(row[name] for name in _KEYS)
-        pick(_cell(cells, row)).add_counted(
-            buckets.get(key, []),
-            total=row["value_sum"],
-            lowest=row["value_min"],
-            highest=row["value_max"],
-            zeros=row["positive_count"] - row["positive_sum"],
-        )
 
 
-def _cell(cells: dict[CellKey, Aggregate], row: dict[str, Any]) -> Aggregate:
+def _latency(aggregate: Aggregate) -> QuantileSketch:
+    return aggregate.latency_ms
+
+
+def _ttft(aggregate: Aggregate) -> QuantileSketch:
+    return aggregate.ttft_ms
+
+
+def _cell(cells: dict[CellKey, Aggregate], key_text: str) -> Aggregate:
+    minute, tenant, model, prompt, api_key_id = key_text.split(_KEY_SEPARATOR)
     key = CellKey(
         Window.MINUTE,
-        datetime.fromtimestamp(row["minute"] * 60, UTC),
-        Dimensions(row["tenant"], row["model"], row["prompt"], row["api_key_id"]),
+        datetime.fromtimestamp(int(minute) * 60, UTC),
+        Dimensions(tenant, model, prompt, api_key_id),
     )
     aggregate = cells.get(key)
     if aggregate is None:

@@ -48,7 +48,7 @@ from llmops_monitoring.stream_facts import (
 
 _log = get_logger(__name__)
 _JSON = "application/json"
-_MAX_RECORDS = 5_000
+_MAX_RECORDS = 20_000
 
 
 @dataclass
@@ -58,6 +58,7 @@ class CompletionBatch:
     tp: TopicPartition
     records: list[Any]
     json_records: list[Any] = field(default_factory=list)
+    other_records: list[Any] = field(default_factory=list)
     folded: BatchFold = field(default_factory=BatchFold)
 
 
@@ -114,8 +115,8 @@ class StreamMonitor:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=_MAX_RECORDS,
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
         )
         await consumer.start()
         consumer.subscribe(topics=list(self._topics), listener=_Rebalance(self))
@@ -188,7 +189,11 @@ class StreamMonitor:
     def _fold_batches(self, batches: list[CompletionBatch]) -> list[CompletionBatch]:
         """In the worker thread: the columnar fold of each partition's JSON records."""
         for batch in batches:
-            batch.json_records = [r for r in batch.records if _content_type(r) == _JSON]
+            for record in batch.records:
+                if _content_type(record) == _JSON:
+                    batch.json_records.append(record)
+                else:
+                    batch.other_records.append(record)
             values = [record.value or b"" for record in batch.json_records]
             batch.folded = fold_completions(values, self._recent)
         return batches
@@ -209,7 +214,7 @@ class StreamMonitor:
                     if read.sample is not None:
                         fold.samples.append(read.sample)
             leftovers = [batch.json_records[position] for position in folded.unread]
-            leftovers += [r for r in batch.records if _content_type(r) != _JSON]
+            leftovers += batch.other_records
             for record in leftovers:
                 await self._fold_completion(fold, record)
             fold.end = batch.records[-1].offset + 1
