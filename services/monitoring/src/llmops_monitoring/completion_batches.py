@@ -69,7 +69,7 @@ _SCHEMA = pa.schema(
     ]
 )
 _PARSE = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
-_READ = pj.ReadOptions(use_threads=False, block_size=1 << 26)
+_READ = pj.ReadOptions(use_threads=True, block_size=1 << 22)
 _REQUIRED = (
     "id",
     "time",
