@@ -50,7 +50,10 @@ async def test_rollups_answer_exact_counts_costs_and_one_percent_quantiles(
     service_settings: SettingsFactory, tmp_path: Path
 ) -> None:
     settings = service_settings(
-        MonitoringSettings, flush_interval_s=0.2, archive_dir=tmp_path / "archive"
+        MonitoringSettings,
+        flush_interval_s=0.2,
+        compact_interval_s=0.5,  # queries read compacted and fresh deltas together
+        archive_dir=tmp_path / "archive",
     )
     traffic = CompletionTraffic(start=START, error_every=25)
     events = traffic.events(1500)
@@ -168,6 +171,7 @@ def start_monitoring(settings: MonitoringSettings, port: int) -> subprocess.Pope
         "MONGODB_DATABASE": settings.mongodb_database,
         "MONITORING_PORT": str(port),
         "MONITORING_FLUSH_INTERVAL_S": "0.1",
+        "MONITORING_COMPACT_INTERVAL_S": "0.3",
         "MONITORING_ARCHIVE_DIR": "",
     }
     return subprocess.Popen([sys.executable, "-m", "llmops_monitoring"], env=env)

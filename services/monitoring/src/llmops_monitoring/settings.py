@@ -22,6 +22,12 @@ class MonitoringSettings(ServiceSettings):
         description="How often folded events are written to MongoDB (and their offsets kept); "
         "queries and alerts see events this much later at most.",
     )
+    compact_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often a partition's rollup deltas of the last two days are merged "
+        "into one document per cell, so queries read few documents.",
+    )
     dedupe_window: int = Field(
         200_000,
         ge=0,

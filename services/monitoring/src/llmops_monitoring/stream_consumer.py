@@ -19,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -49,6 +50,9 @@ from llmops_monitoring.stream_facts import (
 _log = get_logger(__name__)
 _JSON = "application/json"
 _MAX_RECORDS = 20_000
+COMPACTED_HISTORY = timedelta(days=2)
+"""Windows this recent are compacted; deltas of older ones (very late events) stay as they
+are, which queries merge all the same."""
 
 
 @dataclass
@@ -104,6 +108,7 @@ class StreamMonitor:
         self._task: asyncio.Task[None] | None = None
         self._writing: dict[TopicPartition, asyncio.Task[None]] = {}
         self._unwritten: dict[TopicPartition, list[PartitionFold]] = {}
+        self._compact_due: dict[TopicPartition, float] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -351,6 +356,7 @@ class StreamMonitor:
         await self._store.write(Flush(fold.source, fold.start, fold.end, cells))
         self._live.flushed(minute_cells)
         await self._commit(tp, fold.end)
+        await self._compact_if_due(tp, fold.source, fold.end)
         _log.debug(
             "rollups flushed",
             topic=tp.topic,
@@ -359,6 +365,17 @@ class StreamMonitor:
             cells=len(cells),
             seconds=round(time.monotonic() - started, 3),
         )
+
+    async def _compact_if_due(self, tp: TopicPartition, source: SourcePartition, end: int) -> None:
+        """Merge the partition's recent deltas now and then; it runs in the partition's write
+        sequence, so never beside a write of it."""
+        now, interval = self._clock(), self.settings.compact_interval_s
+        if now < self._compact_due.setdefault(tp, now + interval):
+            return
+        self._compact_due[tp] = now + interval
+        since = datetime.now(UTC) - COMPACTED_HISTORY
+        deleted = await self._store.compact(source, end, since)
+        _log.debug("rollups compacted", topic=tp.topic, partition=tp.partition, deleted=deleted)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         """Kafka's committed offset is for lag tools only: flushes say where to resume."""
