@@ -163,8 +163,6 @@ async def main() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_TOPIC_PREFIX": prefix,
             "MONGODB_URL": mongo_url,
-            "drift_sample_rate": 0.01,
-            "flush_interval_s": 0.5,
             "archive_dir": None,
         }
     )

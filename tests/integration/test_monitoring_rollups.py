@@ -17,8 +17,10 @@ import httpx
 import numpy as np
 import pytest
 from monitoring_traffic import publish
+from pymongo import AsyncMongoClient
 
 from llmops.events.catalog import CallStatus
+from llmops.storage import MongoDocument
 from llmops.testing import (
     SettingsFactory,
     free_port,
@@ -30,6 +32,7 @@ from llmops.testing import (
 )
 from llmops.traffic import CompletionTraffic
 from llmops_monitoring.app import create_app
+from llmops_monitoring.drift_samples import SAMPLES
 from llmops_monitoring.settings import MonitoringSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
@@ -141,6 +144,25 @@ async def test_rollups_answer_exact_counts_costs_and_one_percent_quantiles(
     assert "unknown metric 'latency_p42'" in bad.json()["detail"]
     assert reversed_range.status_code == 422
     assert "must be before until" in reversed_range.text
+
+    # drift samples: the first 30 answered completions of each minute and dimension set
+    per_cell: dict[tuple[Any, ...], int] = defaultdict(int)
+    for event in events:
+        if event.data.status is CallStatus.OK:
+            cell = (
+                event.time.replace(second=0, microsecond=0),
+                event.tenant,
+                event.data.api_key_id,
+            )
+            per_cell[cell] += 1
+    mongo: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
+        settings.mongodb_url.get_secret_value()
+    )
+    try:
+        stored = await mongo[settings.mongodb_database][SAMPLES].count_documents({})
+    finally:
+        await mongo.close()
+    assert stored == sum(min(count, 30) for count in per_cell.values())
 
     dead = await read_topic(
         settings.kafka_bootstrap_servers,

@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 
 from llmops.events.catalog import ChatMessage, ChatRole
 from llmops.events.codec import EventCodec
 from llmops.settings import WireFormat
 from llmops.traffic import COMPLETIONS, CompletionTraffic
-from llmops_monitoring.completion_batches import RecentIds, fold_completions
+from llmops_monitoring.completion_batches import (
+    RecentIds,
+    cell_key_text,
+    first_of_each,
+    fold_completions,
+)
 from llmops_monitoring.rollups import LATENCY_QUANTILES, RollupBook, Window
 from llmops_monitoring.stream_facts import completion_from_json
 
@@ -77,3 +83,27 @@ def test_records_it_cannot_check_go_back_and_duplicates_are_dropped() -> None:
     unparsable = fold_completions([values[10], b"{not json", values[11]], recent)
     assert unparsable.unread == [1]
     assert unparsable.read == [0, 2]
+
+
+def test_sample_candidates_are_the_first_rows_of_each_cell() -> None:
+    groups = np.array([2, 0, 2, 1, 2, 0, 2], dtype=np.int64)
+    assert first_of_each(groups, 2).tolist() == [0, 1, 2, 3, 5]
+    assert first_of_each(groups, 0).tolist() == []
+
+    values = encoded(
+        240, error_every=7
+    )  # 50 ms apart: 12 s of traffic, one minute's cells per dimension
+    batch = fold_completions(values, RecentIds(1_000), sample_limit=3)
+    per_cell: dict[str, list[int]] = {}
+    for position, cell_key in batch.sample_candidates:
+        per_cell.setdefault(cell_key, []).append(position)
+    rows_of: dict[str, list[int]] = {}
+    for position, value in enumerate(values):
+        facts = completion_from_json(value, sample_rate=0).facts
+        rows_of.setdefault(cell_key_text(facts), [])
+        if not facts.failed:  # failed calls have no answer to sample
+            rows_of[cell_key_text(facts)].append(position)
+    assert len(rows_of) == len(batch.cells) == 7  # six dimension sets, one without prompt
+    # each cell offers its first three answered rows (the one-row cell its only one), by
+    # the keys the per-record path gives them
+    assert per_cell == {key: rows[:3] for key, rows in rows_of.items() if rows}

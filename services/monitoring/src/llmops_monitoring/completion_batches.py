@@ -31,7 +31,14 @@ import pyarrow.json as pj  # type: ignore[import-untyped]
 
 from llmops.events.catalog import CacheResult, CallStatus
 from llmops_monitoring.drift import REFUSAL_PATTERN, REFUSAL_SCAN_CHARS
-from llmops_monitoring.rollups import UNKNOWN, Aggregate, CellKey, Dimensions, Window
+from llmops_monitoring.rollups import (
+    UNKNOWN,
+    Aggregate,
+    CellKey,
+    CompletionFacts,
+    Dimensions,
+    Window,
+)
 from llmops_monitoring.sketch import DEFAULT_MIN_VALUE, QuantileSketch
 
 _STRING = pa.string()
@@ -127,11 +134,15 @@ class BatchFold:
     """Positions folded here (not duplicates), e.g. to take drift samples from."""
     completion_ids: list[str] = field(default_factory=list)
     """Completion id of each position in `read`."""
+    sample_candidates: list[tuple[int, str]] = field(default_factory=list)
+    """(position, cell key) of the first `sample_limit` rows of each cell, in batch order:
+    the only rows drift samples may come from."""
     duplicates: int = 0
 
 
-def fold_completions(values: list[bytes], recent: RecentIds) -> BatchFold:
-    """Fold JSON `CompletionRecorded` envelopes of the current schema version."""
+def fold_completions(values: list[bytes], recent: RecentIds, sample_limit: int = 0) -> BatchFold:
+    """Fold JSON `CompletionRecorded` envelopes of the current schema version; name up to
+    `sample_limit` rows per cell as drift sample candidates."""
     result = BatchFold()
     if not values:
         return result
@@ -141,8 +152,8 @@ def fold_completions(values: list[bytes], recent: RecentIds) -> BatchFold:
             result.unread = [0]
             return result
         middle = len(values) // 2
-        first = fold_completions(values[:middle], recent)
-        second = fold_completions(values[middle:], recent)
+        first = fold_completions(values[:middle], recent, sample_limit)
+        second = fold_completions(values[middle:], recent, sample_limit)
         for key, aggregate in second.cells.items():
             if key in first.cells:
                 first.cells[key].merge(aggregate)
@@ -151,6 +162,7 @@ def fold_completions(values: list[bytes], recent: RecentIds) -> BatchFold:
         first.unread += [middle + position for position in second.unread]
         first.read += [middle + position for position in second.read]
         first.completion_ids += second.completion_ids
+        first.sample_candidates += [(middle + p, k) for p, k in second.sample_candidates]
         first.duplicates += second.duplicates
         return first
     valid = _valid_rows(table).to_pylist()
@@ -170,7 +182,8 @@ def fold_completions(values: list[bytes], recent: RecentIds) -> BatchFold:
             keep.append(True)
     rows = table.filter(pa.array(keep, pa.bool_()))
     if rows.num_rows:
-        _fold_rows(rows, result.cells)
+        for row, cell_key in _fold_rows(rows, result.cells, sample_limit):
+            result.sample_candidates.append((result.read[row], cell_key))
     return result
 
 
@@ -206,9 +219,12 @@ def _valid_rows(table: Any) -> Any:
     return pc.fill_null(valid, False)
 
 
-def _fold_rows(rows: Any, cells: dict[CellKey, Aggregate]) -> None:
+def _fold_rows(
+    rows: Any, cells: dict[CellKey, Aggregate], sample_limit: int
+) -> list[tuple[int, str]]:
     """Sum the rows into their minute cells: a cell index per row (dictionary-encoded
-    keys), then numpy bincounts; sketches get their buckets counted per cell."""
+    keys), then numpy bincounts; sketches get their buckets counted per cell. Returns the
+    first `sample_limit` answered rows of each cell with its key."""
     failed = pc.equal(rows.column("data.status"), CallStatus.ERROR.value)
     opening = pc.utf8_slice_codeunits(
         pc.replace_substring(rows.column("data.output"), "\u2019", "'"), 0, REFUSAL_SCAN_CHARS
@@ -234,7 +250,8 @@ def _fold_rows(rows: Any, cells: dict[CellKey, Aggregate]) -> None:
     )
     encoded = pc.dictionary_encode(key_text).combine_chunks()
     index = encoded.indices.to_numpy().astype(np.int64)
-    aggregates = [_cell(cells, key) for key in encoded.dictionary.to_pylist()]
+    cell_keys: list[str] = encoded.dictionary.to_pylist()
+    aggregates = [_cell(cells, key) for key in cell_keys]
     size = len(aggregates)
 
     def total(column: Any) -> npt.NDArray[np.float64]:
@@ -271,6 +288,21 @@ def _fold_rows(rows: Any, cells: dict[CellKey, Aggregate]) -> None:
         valid = succeeded & np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False))
         if valid.any():
             _fold_sketch(values, valid, index, [pick(a) for a in aggregates])
+    answered = np.flatnonzero(succeeded)  # failed calls have no answer to sample
+    chosen = answered[first_of_each(index[answered], sample_limit)]
+    return [(int(row), cell_keys[index[row]]) for row in chosen]
+
+
+def first_of_each(groups: npt.NDArray[np.int64], limit: int) -> npt.NDArray[np.int64]:
+    """Positions of the first `limit` rows of each group, in position order."""
+    if limit <= 0 or not groups.size:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(groups, kind="stable")
+    ordered = groups[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, ordered.size])
+    rank = np.arange(ordered.size) - np.repeat(starts, sizes)
+    return np.sort(order[rank < limit])
 
 
 def _fold_sketch(
@@ -343,4 +375,11 @@ def _or_unknown(column: Any) -> Any:
     return pc.if_else(pc.equal(column, ""), UNKNOWN, column)
 
 
-__all__ = ["BatchFold", "RecentIds", "fold_completions"]
+def cell_key_text(facts: CompletionFacts) -> str:
+    """The cell key of a completion read one by one, as the batch path names it."""
+    dims = facts.dimensions
+    minute = int(facts.time.timestamp()) // 60
+    return _KEY_SEPARATOR.join((str(minute), dims.tenant, dims.model, dims.prompt, dims.api_key_id))
+
+
+__all__ = ["BatchFold", "RecentIds", "cell_key_text", "first_of_each", "fold_completions"]

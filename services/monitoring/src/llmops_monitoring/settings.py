@@ -56,6 +56,12 @@ class MonitoringSettings(ServiceSettings):
         le=1.0,
         description="Share of completions kept (hash-sampled by completion id) as drift samples.",
     )
+    drift_samples_per_minute: int = Field(
+        30,
+        ge=0,
+        description="Drift samples kept at most per minute and tenant, model, prompt and key "
+        "(per process), so the samples stay bounded under heavy traffic.",
+    )
     drift_embedding_model: str = Field(
         "all-MiniLM-L6-v2", description="Encoder of query texts for embedding drift."
     )

@@ -30,7 +30,12 @@ from llmops.bus.eventbus import dead_letter_headers
 from llmops.events.catalog import CONTRACTS, Topic
 from llmops.events.codec import CONTENT_TYPE, EventDecodeError
 from llmops.telemetry import get_logger
-from llmops_monitoring.completion_batches import BatchFold, RecentIds, fold_completions
+from llmops_monitoring.completion_batches import (
+    BatchFold,
+    RecentIds,
+    cell_key_text,
+    fold_completions,
+)
 from llmops_monitoring.drift_samples import DriftSampleStore
 from llmops_monitoring.live_metrics import LiveMetrics
 from llmops_monitoring.rollup_store import Flush, RollupStore, SourcePartition
@@ -50,6 +55,8 @@ from llmops_monitoring.stream_facts import (
 _log = get_logger(__name__)
 _JSON = "application/json"
 _MAX_RECORDS = 20_000
+_SAMPLE_CELLS = 100_000
+"""Cells whose drift samples are counted before the counts start again."""
 COMPACTED_HISTORY = timedelta(days=2)
 """Windows this recent are compacted; deltas of older ones (very late events) stay as they
 are, which queries merge all the same."""
@@ -109,6 +116,8 @@ class StreamMonitor:
         self._writing: dict[TopicPartition, asyncio.Task[None]] = {}
         self._unwritten: dict[TopicPartition, list[PartitionFold]] = {}
         self._compact_due: dict[TopicPartition, float] = {}
+        self._samples_taken: dict[str, int] = {}
+        self._sample_limit = settings.drift_samples_per_minute
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -176,7 +185,10 @@ class StreamMonitor:
                         await self._fold_others(fold, records)
                 if batches:
                     folding = asyncio.ensure_future(asyncio.to_thread(self._fold_batches, batches))
-                if self._clock() - last_flush >= self.settings.flush_interval_s:
+                # Under load every flush_interval_s; when caught up at once, so what was
+                # folded is stored (and queryable) without waiting for the interval.
+                idle = not polled and folding is None
+                if idle or self._clock() - last_flush >= self.settings.flush_interval_s:
                     await self._flush_all()
                     last_flush = self._clock()
         finally:
@@ -200,22 +212,22 @@ class StreamMonitor:
                 else:
                     batch.other_records.append(record)
             values = [record.value or b"" for record in batch.json_records]
-            batch.folded = fold_completions(values, self._recent)
+            batch.folded = fold_completions(values, self._recent, self._sample_limit)
         return batches
 
     async def _settle(self, batches: list[CompletionBatch]) -> None:
         """Add folded batches to their partitions' folds, and read what the columnar path
         left (other wire formats, records it refused) one by one."""
-        rate = self.settings.drift_sample_rate
         for batch in batches:
             fold = self._folds.get(batch.tp)
             if fold is None or fold.end != batch.records[0].offset:
                 continue  # revoked or re-seeked meanwhile: the records come again
             folded = batch.folded
             fold.book.absorb(folded.cells)
-            for position, completion_id in zip(folded.read, folded.completion_ids, strict=True):
-                if sampled(completion_id, rate):
-                    read = completion_from_json(batch.json_records[position].value, sample_rate=1)
+            for position, cell_key in folded.sample_candidates:
+                record = batch.json_records[position]
+                if self._samples_due(cell_key, record.key):
+                    read = completion_from_json(record.value, sample_rate=1.0)
                     if read.sample is not None:
                         fold.samples.append(read.sample)
             leftovers = [batch.json_records[position] for position in folded.unread]
@@ -226,21 +238,36 @@ class StreamMonitor:
             self._live.consumed(Topic.LLM_COMPLETIONS.value, len(batch.records))
 
     async def _fold_completion(self, fold: PartitionFold, record: Any) -> None:
-        rate = self.settings.drift_sample_rate
         read = None
         if _content_type(record) == _JSON:
             with contextlib.suppress(UnreadableEvent):
-                read = completion_from_json(record.value, sample_rate=rate)
+                read = completion_from_json(record.value, sample_rate=1.0)
         if read is None:
             event = await self._decode(Topic.LLM_COMPLETIONS, record)
             if event is None:
                 return
-            read = completion_from_event(event, sample_rate=rate)
+            read = completion_from_event(event, sample_rate=1.0)
         if self._recent.seen(read.event_id):
             return
         fold.book.add_completion(read.facts)
-        if read.sample is not None:
+        if read.sample is not None and self._samples_due(cell_key_text(read.facts), record.key):
             fold.samples.append(read.sample)
+
+    def _samples_due(self, cell_key: str, subject: bytes | None) -> bool:
+        """Whether a completion of this cell becomes a drift sample: hash-sampled at
+        `drift_sample_rate`, at most `drift_samples_per_minute` per cell (minute, tenant,
+        model, prompt, key) and among its first ones, so storage stays bounded whatever the
+        traffic. A replay after a crash may keep a few more (stored once each)."""
+        completion_id = (subject or b"").decode(errors="replace")
+        if not sampled(completion_id, self.settings.drift_sample_rate):
+            return False
+        taken = self._samples_taken.get(cell_key, 0)
+        if taken >= self._sample_limit:
+            return False
+        if len(self._samples_taken) > _SAMPLE_CELLS:
+            self._samples_taken.clear()  # the cells of past minutes are done
+        self._samples_taken[cell_key] = taken + 1
+        return True
 
     async def _fold_other(self, fold: PartitionFold, topic: Topic, record: Any) -> None:
         event = await self._decode(topic, record)
