@@ -143,9 +143,20 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
         await admin.close()
 
 
+class RoundSettings(MonitoringSettings):
+    """The service's settings with a consumer group of the round's own."""
+
+    bench_round: int = 0
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{super().consumer_group}-round{self.bench_round}"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=600_000)
+    parser.add_argument("--rounds", type=int, default=3, help="best of, each side")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     mongo_url = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
@@ -156,27 +167,36 @@ async def main() -> None:
     topic = f"{prefix}{Topic.LLM_COMPLETIONS}"
     size = await produce(bootstrap, topic, args.events)
     print(f"produced {args.events} completion events of {size} bytes", flush=True)
-    raw = await raw_consume(bootstrap, topic, args.events)
-    print(f"raw aiokafka: {raw:,.0f} events/s", flush=True)
-    settings = MonitoringSettings.model_validate(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "KAFKA_TOPIC_PREFIX": prefix,
-            "MONGODB_URL": mongo_url,
-            "archive_dir": None,
-        }
-    )
+    raws: list[float] = []
+    rates: list[float] = []
     try:
-        rate = await monitor_consume(settings, mongo_url, f"bench_{prefix[5:-1]}", args.events)
+        for n in range(args.rounds):  # alternate the two sides: the machine's noise hits both
+            raws.append(await raw_consume(bootstrap, topic, args.events))
+            print(f"round {n + 1}: raw aiokafka {raws[-1]:,.0f} events/s", flush=True)
+            settings = RoundSettings.model_validate(
+                {
+                    "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                    "KAFKA_TOPIC_PREFIX": prefix,
+                    "MONGODB_URL": mongo_url,
+                    "archive_dir": None,
+                    "bench_round": n,
+                }
+            )
+            database = f"bench_{prefix[5:-1]}_{n}"
+            rates.append(await monitor_consume(settings, mongo_url, database, args.events))
+            print(f"round {n + 1}: monitoring {rates[-1]:,.0f} events/s folded and stored")
     finally:
         await delete_topics(bootstrap, [spec.name for spec in specs])
-    print(f"monitoring: {rate:,.0f} events/s folded and stored", flush=True)
+    rate, raw = max(rates), max(raws)
     result = {
         "events": args.events,
         "event_bytes": size,
         "events_per_s": round(rate),
         "raw_consume_per_s": round(raw),
         "ratio": round(rate / raw, 3),
+        "rounds": args.rounds,
+        "events_per_s_rounds": [round(r) for r in rates],
+        "raw_consume_per_s_rounds": [round(r) for r in raws],
         "target_events_per_s": 20_000,
         "target_ratio": 0.5,
     }

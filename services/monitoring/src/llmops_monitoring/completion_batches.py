@@ -131,9 +131,7 @@ class BatchFold:
     unread: list[int] = field(default_factory=list)
     """Positions (in the batch) the Arrow path did not read."""
     read: list[int] = field(default_factory=list)
-    """Positions folded here (not duplicates), e.g. to take drift samples from."""
-    completion_ids: list[str] = field(default_factory=list)
-    """Completion id of each position in `read`."""
+    """Positions folded here (not refused, not duplicates)."""
     sample_candidates: list[tuple[int, str]] = field(default_factory=list)
     """(position, cell key) of the first `sample_limit` rows of each cell, in batch order:
     the only rows drift samples may come from."""
@@ -161,25 +159,22 @@ def fold_completions(values: list[bytes], recent: RecentIds, sample_limit: int =
                 first.cells[key] = aggregate
         first.unread += [middle + position for position in second.unread]
         first.read += [middle + position for position in second.read]
-        first.completion_ids += second.completion_ids
         first.sample_candidates += [(middle + p, k) for p, k in second.sample_candidates]
         first.duplicates += second.duplicates
         return first
-    valid = _valid_rows(table).to_pylist()
-    ids = table.column("id").to_pylist()
-    completion_ids = table.column("data.completion_id").to_pylist()
-    keep: list[bool] = []
-    for position, (ok, event_id) in enumerate(zip(valid, ids, strict=True)):
-        if not ok:
-            result.unread.append(position)
-            keep.append(False)
-        elif recent.seen(event_id):
-            result.duplicates += 1
-            keep.append(False)
-        else:
-            result.read.append(position)
-            result.completion_ids.append(completion_ids[position])
-            keep.append(True)
+    valid = np.asarray(_valid_rows(table).to_numpy(zero_copy_only=False), dtype=bool)
+    seen = recent.seen
+    keep = np.fromiter(
+        (
+            ok and not seen(event_id)
+            for ok, event_id in zip(valid.tolist(), table.column("id").to_pylist(), strict=True)
+        ),
+        dtype=bool,
+        count=len(valid),
+    )
+    result.unread = np.flatnonzero(~valid).tolist()
+    result.read = np.flatnonzero(keep).tolist()
+    result.duplicates = int(valid.sum()) - len(result.read)
     rows = table.filter(pa.array(keep, pa.bool_()))
     if rows.num_rows:
         for row, cell_key in _fold_rows(rows, result.cells, sample_limit):

@@ -48,6 +48,22 @@ class _Store:
         bins = self.bins
         bins[index] = bins.get(index, 0) + count
 
+    def add_pairs(self, pairs: list[tuple[int, int]]) -> None:
+        """`add` for many (index, count) pairs: the window is moved once, to the highest."""
+        if not pairs:
+            return
+        top = max(index for index, _ in pairs)
+        if top > self.high:
+            self._raise_high(top)
+        bins, floor, low = self.bins, self.floor, self.low
+        for index, count in pairs:
+            if index < floor:
+                index = int(floor)
+            if index < low:
+                low = index
+            bins[index] = bins.get(index, 0) + count
+        self.low = low
+
     def _raise_high(self, index: int) -> None:
         """Move the top of the window up, collapsing buckets that fall out of its bottom."""
         self.high = index
@@ -196,9 +212,7 @@ class QuantileSketch:
         """Count values already bucketed elsewhere (numpy, Arrow): `(index, count)` pairs
         of values above `min_value`, `zeros` values at or below it (non-negative values only),
         with the values' sum and extremes."""
-        positive = self._positive
-        for index, count in buckets:
-            positive.add(index, count)
+        self._positive.add_pairs(list(buckets))
         self._zero_count += zeros
         self._sum += total
         self._min = min(self._min, lowest)

@@ -54,6 +54,7 @@ from llmops_monitoring.stream_facts import (
 
 _log = get_logger(__name__)
 _JSON = "application/json"
+_JSON_FIRST = (CONTENT_TYPE, _JSON.encode())
 _MAX_RECORDS = 20_000
 _SAMPLE_CELLS = 100_000
 """Cells whose drift samples are counted before the counts start again."""
@@ -450,7 +451,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
 
 
 def _content_type(record: Any) -> str:
-    for name, value in record.headers:
+    headers = record.headers
+    if headers and headers[0] == _JSON_FIRST:  # how the platform's producers write it
+        return _JSON
+    for name, value in headers:
         if name == CONTENT_TYPE:
             return str(value.decode(errors="replace"))
     return _JSON
