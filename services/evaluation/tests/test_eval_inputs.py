@@ -7,7 +7,8 @@ import argparse
 import pytest
 
 from llmops.cli.client import CliError
-from llmops.cli.evaluation import _candidate, _dataset_ref, _prompt_ref
+from llmops.cli.completion_filters import prompt_ref
+from llmops.cli.evaluation import _candidate, _dataset_ref
 from llmops_evaluation.dataset_items import InvalidDatasetFileError, parse_items
 from llmops_evaluation.groundedness import expected_context_recall, groundedness
 from llmops_evaluation.judge import JudgeError, average_precision, parse_verdict
@@ -84,8 +85,8 @@ def test_cli_reads_candidates_and_dataset_versions() -> None:
 
 
 def test_cli_reads_prompt_versions_of_selections() -> None:
-    assert _prompt_ref("support") == ("support", None)
-    assert _prompt_ref("support@2") == ("support", 2)
-    assert _prompt_ref("support:v3") == ("support", 3)
+    assert prompt_ref("support") == ("support", None)
+    assert prompt_ref("support@2") == ("support", 2)
+    assert prompt_ref("support:v3") == ("support", 3)
     with pytest.raises(CliError, match="not a prompt version"):
-        _prompt_ref("support@production")
+        prompt_ref("support@production")

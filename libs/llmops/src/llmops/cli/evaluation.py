@@ -23,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from llmops.cli.client import CliError, ServiceClient
+from llmops.cli.completion_filters import add_filter_arguments, selection_of
 
 URL_VARIABLE = "LLMOPS_EVALUATION_URL"
 DEFAULT_URL = "http://127.0.0.1:8005"
@@ -30,7 +31,6 @@ TENANT_VARIABLE = "LLMOPS_TENANT"
 _CANDIDATE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9._-]*?)(?:@(?P<label>[a-z0-9][a-z0-9._-]*)|:v?(?P<version>\d+))?$"
 )
-_PROMPT_VERSION = re.compile(r"^(?P<name>[^@:]+)(?:[@:]v?(?P<version>\d+))?$")
 _FINAL = {"completed", "failed"}
 
 
@@ -91,7 +91,7 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "model, tags); production's answers become the references.",
     )
     select.add_argument("dataset", metavar="NAME")
-    _add_filter_arguments(select, model_flags=("--served-model", "--model"))
+    add_filter_arguments(select, model_flags=("--served-model", "--model"))
     select.set_defaults(handler=_from_completions)
 
     from_feedback = commands.add_parser(
@@ -103,7 +103,7 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "reviewer approved or the user's correction becomes the reference.",
     )
     from_feedback.add_argument("dataset", metavar="NAME")
-    _add_filter_arguments(from_feedback, model_flags=("--served-model", "--model"), tags=False)
+    add_filter_arguments(from_feedback, model_flags=("--served-model", "--model"), tags=False)
     from_feedback.add_argument(
         "--include-liked",
         action="store_true",
@@ -157,7 +157,7 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Past completions (time range, prompt version, model, tags) are answered "
         "by the candidate and scored against what production answered.",
     )
-    _add_filter_arguments(replay)
+    add_filter_arguments(replay)
     _add_candidate_arguments(
         replay,
         "candidate",
@@ -183,23 +183,6 @@ def _add_candidate_arguments(
         help=f"metric (repeatable; default: {metrics_default})",
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
-
-
-def _add_filter_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    model_flags: tuple[str, ...] = ("--served-model",),
-    tags: bool = True,
-) -> None:
-    parser.add_argument("--since", help="completions recorded at or after (ISO 8601)")
-    parser.add_argument("--until", help="completions recorded before (ISO 8601)")
-    parser.add_argument(
-        "--prompt", metavar="NAME[@VERSION]", help="completions of this prompt (or NAME:VERSION)"
-    )
-    parser.add_argument(*model_flags, dest="served_model", help="completions served by this model")
-    if tags:
-        parser.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
-    parser.add_argument("--limit", type=int, default=1000, help="most completions (default 1000)")
 
 
 def _client(args: argparse.Namespace, timeout: float = 60.0) -> EvaluationClient:
@@ -243,14 +226,14 @@ def _from_completions(args: argparse.Namespace) -> int:
         version = client.request(
             "POST",
             f"/v1/datasets/{args.dataset}/versions/from-completions",
-            json={"filter": _filter(args)},
+            json={"filter": selection_of(args)},
         )
     print(f"{version['name']}@{version['version']}: {version['items']} item(s)")
     return 0
 
 
 def _from_feedback(args: argparse.Namespace) -> int:
-    selection = _filter(args) | {"include_liked": args.include_liked}
+    selection = selection_of(args) | {"include_liked": args.include_liked}
     with _client(args, timeout=300.0) as client:
         version = client.request(
             "POST",
@@ -346,7 +329,7 @@ def _gate(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
-        "filter": _filter(args),
+        "filter": selection_of(args),
         "candidate": _candidate(args.candidate, args.model, args),
     }
     if args.metric:
@@ -439,34 +422,6 @@ def _dataset_ref(ref: str) -> tuple[str, int | None]:
     if version and not version.removeprefix("v").isdigit():
         raise CliError(f"not a dataset version: {ref!r} (expected NAME or NAME@VERSION)")
     return name, int(version.removeprefix("v")) if version else None
-
-
-def _filter(args: argparse.Namespace) -> dict[str, Any]:
-    selection: dict[str, Any] = {"limit": args.limit}
-    if getattr(args, "tag", None):
-        selection["tags"] = args.tag
-    if args.since:
-        selection["since"] = args.since
-    if args.until:
-        selection["until"] = args.until
-    if args.served_model:
-        selection["model"] = args.served_model
-    if args.prompt:
-        name, version = _prompt_ref(args.prompt)
-        selection["prompt_name"] = name
-        if version is not None:
-            selection["prompt_version"] = version
-    return selection
-
-
-def _prompt_ref(ref: str) -> tuple[str, int | None]:
-    """`NAME`, `NAME@VERSION` or `NAME:VERSION` (a prompt's name and version number)."""
-    match = _PROMPT_VERSION.match(ref)
-    if match is None:
-        raise CliError(
-            f"not a prompt version: {ref!r} (expected NAME, NAME@VERSION or NAME:VERSION)"
-        )
-    return match["name"], int(match["version"]) if match["version"] else None
 
 
 def _print_run(run: dict[str, Any]) -> None:

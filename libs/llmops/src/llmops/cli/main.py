@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from llmops.cli import evaluation, ingest, keys, prompts, tail
+from llmops.cli import evaluation, feedback, ingest, keys, prompts, tail
 from llmops.cli.client import CliError
 
 GroupRegistrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -20,6 +20,7 @@ GROUPS: tuple[GroupRegistrar, ...] = (
     ingest.add_parser,
     keys.add_parser,
     evaluation.add_parser,
+    feedback.add_parser,
     tail.add_parser,
 )
 
