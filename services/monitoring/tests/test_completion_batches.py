@@ -49,7 +49,7 @@ def test_the_batch_fold_gives_the_per_record_aggregates() -> None:
 
     one_by_one = RollupBook((Window.MINUTE,))
     for value in values:
-        one_by_one.add_completion(completion_from_json(value, sample_rate=0).facts)
+        one_by_one.add_completion(completion_from_json(value).facts)
     expected = {cell.key: cell.aggregate for cell in one_by_one.cells()}
 
     assert batch.cells.keys() == expected.keys()
@@ -99,7 +99,7 @@ def test_sample_candidates_are_the_first_rows_of_each_cell() -> None:
         per_cell.setdefault(cell_key, []).append(position)
     rows_of: dict[str, list[int]] = {}
     for position, value in enumerate(values):
-        facts = completion_from_json(value, sample_rate=0).facts
+        facts = completion_from_json(value).facts
         rows_of.setdefault(cell_key_text(facts), [])
         if not facts.failed:  # failed calls have no answer to sample
             rows_of[cell_key_text(facts)].append(position)

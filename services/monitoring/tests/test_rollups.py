@@ -85,14 +85,13 @@ def test_window_start_is_aligned_and_a_minute_boundary_splits_cells() -> None:
     book = RollupBook()
     book.add_completion(facts(just_before))
     book.add_completion(facts(NOON + timedelta(minutes=1)))
-    cells = book.drain_all()
+    cells = book.cells()
 
     by_window = {w: [c for c in cells if c.key.window is w] for w in Window}
     assert [c.key.start for c in by_window[Window.MINUTE]] == [NOON, NOON + timedelta(minutes=1)]
     assert [c.aggregate.requests for c in by_window[Window.MINUTE]] == [1, 1]
     assert [c.aggregate.requests for c in by_window[Window.HOUR]] == [2]
     assert [c.aggregate.requests for c in by_window[Window.DAY]] == [2]
-    assert len(book) == 0
 
 
 def test_totals_and_derived_rates_match_the_events() -> None:
@@ -113,7 +112,7 @@ def test_totals_and_derived_rates_match_the_events() -> None:
                 cache=CacheResult(caches[i]),
             )
         )
-    (cell,) = book.drain_all()
+    (cell,) = book.cells()
     total = cell.aggregate
 
     assert total.requests == n
@@ -142,7 +141,7 @@ def test_scores_feedback_and_ingest_accumulate_with_rates() -> None:
     for score in (1.0, 0.0, 0.25, 1.0):
         book.add_feedback(time=NOON, dimensions=ACME, score=score)
     book.add_ingest(time=NOON, tenant="acme", documents=9, chunks=120, failed=1)
-    cells = {c.key.dimensions: c.aggregate for c in book.drain_all()}
+    cells = {c.key.dimensions: c.aggregate for c in book.cells()}
 
     quality = cells[ACME]
     assert quality.score_mean("faithfulness") == pytest.approx(0.8)
@@ -213,25 +212,10 @@ def test_completion_facts_reads_the_event_and_its_envelope() -> None:
     assert not got.refused
 
 
-def test_drain_closed_waits_for_window_end_plus_lateness() -> None:
-    book = RollupBook(allowed_lateness=timedelta(seconds=30))
-    book.add_completion(facts(NOON + timedelta(seconds=10)))
-
-    assert book.drain_closed(NOON + timedelta(seconds=89)) == []
-    drained = book.drain_closed(NOON + timedelta(seconds=90))
-    assert [c.key.window for c in drained] == [Window.MINUTE]
-    assert len(book) == 2  # hour and day stay open
-    assert [c.key.window for c in book.drain_closed(NOON + timedelta(hours=1, seconds=30))] == [
-        Window.HOUR
-    ]
-
-
-def test_late_event_yields_a_partial_cell_that_merges_into_the_stored_one() -> None:
-    book = RollupBook(windows=[Window.MINUTE])
-    book.add_completion(facts(NOON, cost_usd=0.5))
-    (stored,) = book.drain_closed(NOON + timedelta(minutes=5))
-    book.add_completion(facts(NOON + timedelta(seconds=20), cost_usd=0.25))  # late
-    (partial,) = book.drain_closed(NOON + timedelta(minutes=5))
+def test_a_late_delta_merges_into_the_stored_cell_of_its_key() -> None:
+    (stored,) = book_of(facts(NOON, cost_usd=0.5)).cells()
+    late = facts(NOON + timedelta(seconds=20), cost_usd=0.25)  # after the first was stored
+    (partial,) = book_of(late).cells()
 
     assert partial.key == stored.key
     stored.merge(partial)
@@ -284,18 +268,26 @@ def test_group_cells_sums_over_dropped_dimensions() -> None:
 
     per_tenant = {
         c.key.dimensions.tenant: c.aggregate.cost_usd
-        for c in group_cells(book.snapshot(), keep={"tenant"})
+        for c in group_cells(book.cells(), keep={"tenant"})
     }
     assert per_tenant == {"acme": 7.0, "beta": 8.0}
     (acme,) = [
-        c for c in group_cells(book.snapshot(), {"tenant"}) if c.key.dimensions.tenant == "acme"
+        c for c in group_cells(book.cells(), {"tenant"}) if c.key.dimensions.tenant == "acme"
     ]
     assert acme.key.dimensions.model == ANY
-    assert len(book) == 3  # snapshot copies, leaves the book alone
+    # grouping builds new cells: the book's own are as they were
+    assert sorted(c.aggregate.cost_usd for c in book.cells()) == [2.0, 5.0, 8.0]
     with pytest.raises(ValueError, match="unknown dimensions"):
-        group_cells(book.snapshot(), keep={"region"})
+        group_cells(book.cells(), keep={"region"})
 
 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         RollupBook().add_completion(facts(datetime(2025, 1, 1, 12, 0)))
+
+
+def book_of(*observations: CompletionFacts) -> RollupBook:
+    book = RollupBook(windows=[Window.MINUTE])
+    for observation in observations:
+        book.add_completion(observation)
+    return book

@@ -76,28 +76,13 @@ async def read_topic(
     bootstrap_servers: str, topic: str, *, count: int, timeout: float = 30.0
 ) -> list[ConsumerRecord[Any, Any]]:
     """Read `count` records from the start of `topic` with a throwaway consumer group."""
-    consumer = AIOKafkaConsumer(
+    return await read_topic_until(
+        bootstrap_servers,
         topic,
-        bootstrap_servers=bootstrap_servers,
-        group_id=f"reader-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        lambda records: len(records) >= count,
+        timeout=timeout,
+        what=f"{count} records",
     )
-    await consumer.start()
-    records: list[ConsumerRecord[Any, Any]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                msg = f"read {len(records)} of {count} records from {topic} in {timeout:.0f}s"
-                raise TimeoutError(msg)
-            batch = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
-            for partition_records in batch.values():
-                records.extend(partition_records)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def read_topic_until(
@@ -106,6 +91,7 @@ async def read_topic_until(
     done: Callable[[list[ConsumerRecord[Any, Any]]], bool],
     *,
     timeout: float = 30.0,
+    what: str = "what was waited for",
 ) -> list[ConsumerRecord[Any, Any]]:
     """Read `topic` from the start until `done(records so far)` holds; returns them all.
 
@@ -126,7 +112,7 @@ async def read_topic_until(
         while not done(records):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                msg = f"{topic}: the {len(records)} records read in {timeout:.0f}s do not do"
+                msg = f"{topic}: {len(records)} records read in {timeout:.0f}s, not {what}"
                 raise TimeoutError(msg)
             batch = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
             for partition_records in batch.values():

@@ -115,7 +115,7 @@ class AlertRunner:
             transitions += evaluator.observe_many(observations)
         for transition in transitions:
             await self._announce(transition)
-        await self._save(evaluator, now)
+        await self._save(evaluator)
         severities = {rule.id: rule.severity.value for rule in evaluator.rules.values()}
         self._live.set_firing((i, severities[i.rule_id]) for i in evaluator.firing())
         return transitions
@@ -208,7 +208,7 @@ class AlertRunner:
             )
         return self._evaluator
 
-    async def _save(self, evaluator: AlertEvaluator, now: datetime) -> None:
+    async def _save(self, evaluator: AlertEvaluator) -> None:
         await self._state.update_one(
             {"_id": _EVALUATOR, "owner": self._me}, {"$set": {"state": evaluator.to_dict()}}
         )

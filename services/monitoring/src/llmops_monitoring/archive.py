@@ -55,7 +55,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from llmops.bus.eventbus import dead_letter_headers
+from llmops.bus.eventbus import SUBSCRIPTION_REFRESH_MS, dead_letter_headers
 from llmops.events.base import AvroSchema, TopicContract
 from llmops.events.catalog import CONTRACTS, ENVELOPE_SCHEMA, Topic
 from llmops.events.codec import EventCodec, EventDecodeError
@@ -438,6 +438,9 @@ class ParquetArchive:
             client_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A topic created after the subscription is joined within seconds, not at the
+            # default 5-minute metadata refresh.
+            metadata_max_age_ms=SUBSCRIPTION_REFRESH_MS,
         )
         await self._producer.start()
         try:

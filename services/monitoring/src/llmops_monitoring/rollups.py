@@ -1,15 +1,12 @@
 """Windowed metric rollups: per minute, hour and day, per tenant, model, prompt and API key.
 
 An `Aggregate` holds additive totals and quantile sketches, so aggregates merge exactly
-(totals add, sketches merge) whatever order or process produced them. A `RollupBook` keeps
-the open cells of every window in memory and hands out the closed ones for storage.
+(totals add, sketches merge) whatever order or process produced them. A `RollupBook` folds
+observations into cells in memory; its cells are deltas, which storage keeps beside the
+earlier ones of the same key and queries merge (`rollup_store`).
 
 Delivery is at least once, so the caller must dedupe events by envelope id before adding
-them: nothing here can tell a redelivered event from a new one. Cells drained from the book
-are partial: an event arriving after its cell was drained opens a fresh cell with the same
-key, so storage must merge a drained cell into the stored one (read, `merge`, write), never
-overwrite it. Persist drained cells before committing the offsets of the events in them,
-or a crash loses those events' contribution.
+them: nothing here can tell a redelivered event from a new one.
 """
 
 from __future__ import annotations
@@ -467,26 +464,13 @@ def group_cells(cells: Iterable[RollupCell], keep: Collection[str]) -> list[Roll
 
 
 class RollupBook:
-    """Open cells of every window in memory; each observation goes to all windows.
+    """Cells of the given windows in memory; each observation goes to all of them."""
 
-    A cell closes `allowed_lateness` after its window ends; `drain_closed` hands closed cells
-    out for storage and forgets them.
-    """
-
-    def __init__(
-        self,
-        windows: Iterable[Window] = tuple(Window),
-        *,
-        allowed_lateness: timedelta = timedelta(seconds=30),
-    ) -> None:
+    def __init__(self, windows: Iterable[Window] = tuple(Window)) -> None:
         self.windows: tuple[Window, ...] = tuple(windows)
         if not self.windows:
             raise ValueError("a rollup book needs at least one window")
-        self.allowed_lateness = allowed_lateness
         self._cells: dict[CellKey, Aggregate] = {}
-
-    def __len__(self) -> int:
-        return len(self._cells)
 
     def _aggregates(self, time: datetime, dimensions: Dimensions) -> Iterator[Aggregate]:
         for window in self.windows:
@@ -545,27 +529,9 @@ class RollupBook:
             else:
                 mine.merge(aggregate)
 
-    def drain_closed(self, now: datetime) -> list[RollupCell]:
-        """Remove and return the cells whose window ended `allowed_lateness` before `now`."""
-        now = _utc(now)
-        closed = [key for key in self._cells if key.end + self.allowed_lateness <= now]
-        return [RollupCell(key, self._cells.pop(key)) for key in sorted(closed, key=_order)]
-
-    def drain_all(self) -> list[RollupCell]:
-        """Remove and return every cell, open or not (at shutdown)."""
-        cells = [RollupCell(key, self._cells[key]) for key in sorted(self._cells, key=_order)]
-        self._cells.clear()
-        return cells
-
     def cells(self) -> list[RollupCell]:
         """The cells themselves, not copies: for a book nothing adds to any more."""
         return [RollupCell(key, self._cells[key]) for key in sorted(self._cells, key=_order)]
-
-    def snapshot(self) -> list[RollupCell]:
-        """Copies of the open cells, for live queries and gauges; not for persisting, since
-        storing a snapshot and later its drained cell would count the events twice.
-        """
-        return [RollupCell(key, self._cells[key].copy()) for key in sorted(self._cells, key=_order)]
 
 
 def _order(key: CellKey) -> tuple[datetime, int, str]:

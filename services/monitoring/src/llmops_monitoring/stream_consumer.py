@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from llmops.bus import EventBus
-from llmops.bus.eventbus import dead_letter_headers
+from llmops.bus.eventbus import SUBSCRIPTION_REFRESH_MS
 from llmops.events.catalog import CONTRACTS, Topic
 from llmops.events.codec import CONTENT_TYPE, EventDecodeError
 from llmops.telemetry import get_logger
@@ -129,6 +129,9 @@ class StreamMonitor:
             client_id=f"{self.settings.consumer_group}-rollups",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A topic created after the subscription is joined within seconds, not at the
+            # default 5-minute metadata refresh.
+            metadata_max_age_ms=SUBSCRIPTION_REFRESH_MS,
             max_poll_records=_MAX_RECORDS,
             fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
@@ -228,7 +231,7 @@ class StreamMonitor:
             for position, cell_key in folded.sample_candidates:
                 record = batch.json_records[position]
                 if self._samples_due(cell_key, record.key):
-                    read = completion_from_json(record.value, sample_rate=1.0)
+                    read = completion_from_json(record.value)
                     if read.sample is not None:
                         fold.samples.append(read.sample)
             leftovers = [batch.json_records[position] for position in folded.unread]
@@ -242,12 +245,12 @@ class StreamMonitor:
         read = None
         if _content_type(record) == _JSON:
             with contextlib.suppress(UnreadableEvent):
-                read = completion_from_json(record.value, sample_rate=1.0)
+                read = completion_from_json(record.value)
         if read is None:
             event = await self._decode(Topic.LLM_COMPLETIONS, record)
             if event is None:
                 return
-            read = completion_from_event(event, sample_rate=1.0)
+            read = completion_from_event(event)
         if self._recent.seen(read.event_id):
             return
         fold.book.add_completion(read.facts)
@@ -307,30 +310,8 @@ class StreamMonitor:
         try:
             return self._bus.codec(contract).decode(record.value or b"", headers)
         except EventDecodeError as exc:
-            dlq_headers = headers | dead_letter_headers(
-                exc,
-                reason="invalid",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                group=self.settings.consumer_group,
-                attempts=0,
-            )
-            await self._bus.broker.publish(
-                record.value,
-                self._bus.topic_name(contract.dlq),
-                key=record.key,
-                headers=dlq_headers,
-            )
-            self._bus.metrics.dead_lettered.labels(
-                self.settings.service_name, topic.value, "invalid"
-            ).inc()
-            _log.error(
-                "event dead-lettered",
-                topic=record.topic,
-                offset=record.offset,
-                reason="invalid",
-                error=str(exc),
+            await self._bus.dead_letter_record(
+                contract, record, group=self.settings.consumer_group, error=exc
             )
             return None
 

@@ -30,7 +30,7 @@ from llmops.events.catalog import (
 )
 from llmops.events.envelope import Envelope
 from llmops_monitoring.drift import is_refusal
-from llmops_monitoring.rollups import UNKNOWN, CompletionFacts, Dimensions, prompt_label
+from llmops_monitoring.rollups import UNKNOWN, CompletionFacts, Dimensions, completion_facts
 
 _COMPLETION_TYPE = "CompletionRecorded"
 _COMPLETION_VERSION = 1
@@ -89,8 +89,9 @@ def sampled(completion_id: str, rate: float) -> bool:
     return (zlib.crc32(completion_id.encode()) & 0xFFFFFFFF) < rate * 2**32
 
 
-def completion_from_json(value: bytes, *, sample_rate: float) -> CompletionRead:
-    """Read a JSON `llm.completions` record of the current schema version, or raise."""
+def completion_from_json(value: bytes) -> CompletionRead:
+    """Read a JSON `llm.completions` record of the current schema version, or raise; an
+    answered completion comes with its drift sample (the caller decides whether to keep it)."""
     try:
         raw = pydantic_core.from_json(value)
         if raw["type"] != _COMPLETION_TYPE or raw["schema_version"] != _COMPLETION_VERSION:
@@ -135,9 +136,7 @@ def completion_from_json(value: bytes, *, sample_rate: float) -> CompletionRead:
             error_code=_text(error["code"]) if failed and error is not None else None,
             refused=refused,
         )
-        sample = None
-        if not failed and sampled(completion_id, sample_rate):
-            sample = _drift_sample(completion_id, facts, data, output, refused)
+        sample = None if failed else _drift_sample(completion_id, facts, data, output, refused)
     except UnreadableEvent:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -145,16 +144,12 @@ def completion_from_json(value: bytes, *, sample_rate: float) -> CompletionRead:
     return CompletionRead(event_id, facts, sample)
 
 
-def completion_from_event(
-    event: Envelope[CompletionRecorded], *, sample_rate: float
-) -> CompletionRead:
+def completion_from_event(event: Envelope[CompletionRecorded]) -> CompletionRead:
     """The same reading from an event the codec decoded (slow path)."""
-    from llmops_monitoring.rollups import completion_facts
-
     facts = completion_facts(event)
     data = event.data
     sample = None
-    if not facts.failed and sampled(data.completion_id, sample_rate):
+    if not facts.failed:
         raw = data.model_dump(mode="json")
         sample = _drift_sample(data.completion_id, facts, raw, data.output, facts.refused)
     return CompletionRead(event.id, facts, sample)
@@ -282,6 +277,5 @@ __all__ = [
     "feedback_score",
     "ingest_outcome",
     "online_scores",
-    "prompt_label",
     "sampled",
 ]

@@ -53,6 +53,10 @@ DLQ_HEADERS = (
 _log = get_logger(__name__)
 _RECORDS_PER_SLOT = 4  # a poll takes up to this many records per concurrent slot
 _POLL_TIMEOUT_MS = 50  # how long an idle consumer waits for records before polling again
+SUBSCRIPTION_REFRESH_MS = 5_000
+"""Metadata refresh of consumers that subscribe by topic name with aiokafka directly: a topic
+that appears after they joined (or that the broker's metadata did not list yet) is
+assigned within this time rather than at aiokafka's default of 5 minutes."""
 
 
 class PermanentError(Exception):
@@ -307,6 +311,21 @@ class EventBus:
                 self.metrics.events_consumed.labels(self.service, contract.topic).inc()
                 return
 
+    async def dead_letter_record(
+        self,
+        contract: TopicContract[Any],
+        record: ConsumerRecord[Any, Any],
+        *,
+        group: str,
+        error: Exception,
+        reason: str = "invalid",
+        attempts: int = 0,
+    ) -> None:
+        """Dead-letter a record a consumer of its own polled (one not subscribed on the bus)."""
+        await self._dead_letter(
+            contract, _Record.of(record), group, error, reason=reason, attempts=attempts
+        )
+
     async def _dead_letter(
         self,
         contract: TopicContract[Any],
@@ -373,4 +392,11 @@ def dead_letter_headers(
     return dict(zip(DLQ_HEADERS, values, strict=True))
 
 
-__all__ = ["DLQ_HEADERS", "EventBus", "EventHandler", "Payload", "PermanentError"]
+__all__ = [
+    "DLQ_HEADERS",
+    "SUBSCRIPTION_REFRESH_MS",
+    "EventBus",
+    "EventHandler",
+    "Payload",
+    "PermanentError",
+]

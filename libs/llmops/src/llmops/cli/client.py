@@ -6,13 +6,20 @@ one `CliError` whose text is the single line the user sees; `llmops.cli.main` pr
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from llmops.tenancy import TENANT_HEADER
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
+TENANT_VARIABLE = "LLMOPS_TENANT"
 
 
 class CliError(Exception):
@@ -52,6 +59,12 @@ class ServiceClient:
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
         )
+
+    @classmethod
+    def of(cls, args: argparse.Namespace, *, timeout: float = 60.0) -> Self:
+        """A client for the `--url` and `--tenant` of `internal_service_options`; internal
+        services take the tenant from the `X-LLMOps-Tenant` header."""
+        return cls(args.url, timeout=timeout, headers={TENANT_HEADER: args.tenant})
 
     def __enter__(self) -> Self:
         return self
@@ -170,3 +183,32 @@ def _error_detail(response: httpx.Response) -> str:
             for error in detail
         )
     return response.text.strip()[:300] or response.reason_phrase
+
+
+def internal_service_options(
+    service: str, url_variable: str, default_url: str
+) -> argparse.ArgumentParser:
+    """`--url` (from `url_variable`) and `--tenant` (from `$LLMOPS_TENANT`): the parent parser
+    of the commands that talk to one internal service."""
+    options = argparse.ArgumentParser(add_help=False)
+    now = os.environ.get(url_variable) or default_url
+    options.add_argument(
+        "--url",
+        default=now,
+        help=f"{service} service URL (default: ${url_variable} or {default_url}; now {now})",
+    )
+    options.add_argument(
+        "--tenant",
+        default=os.environ.get(TENANT_VARIABLE) or "default",
+        help=f"tenant to act for (default: ${TENANT_VARIABLE} or `default`)",
+    )
+    return options
+
+
+def write_lines(text: str, output: Path | None, *, what: str) -> None:
+    """Write JSONL to `output` (saying how many `what` to stderr), or to stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    print(f"wrote {text.count(chr(10))} {what} to {output}", file=sys.stderr)

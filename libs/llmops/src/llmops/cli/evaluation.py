@@ -22,12 +22,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from llmops.cli.client import CliError, ServiceClient
+from llmops.cli.client import (
+    CliError,
+    ServiceClient,
+    internal_service_options,
+    write_lines,
+)
 from llmops.cli.completion_filters import add_filter_arguments, selection_of
 
 URL_VARIABLE = "LLMOPS_EVALUATION_URL"
 DEFAULT_URL = "http://127.0.0.1:8005"
-TENANT_VARIABLE = "LLMOPS_TENANT"
 _CANDIDATE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9._-]*?)(?:@(?P<label>[a-z0-9][a-z0-9._-]*)|:v?(?P<version>\d+))?$"
 )
@@ -47,19 +51,7 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Evaluate prompts and models on versioned datasets. A candidate is "
         "PROMPT@LABEL (e.g. support@staging) or PROMPT:VERSION, answered by --model.",
     )
-    common = argparse.ArgumentParser(add_help=False)
-    default_url = os.environ.get(URL_VARIABLE) or DEFAULT_URL
-    common.add_argument(
-        "--url",
-        default=default_url,
-        help=f"evaluation service URL (default: ${URL_VARIABLE} "
-        f"or {DEFAULT_URL}; now {default_url})",
-    )
-    common.add_argument(
-        "--tenant",
-        default=os.environ.get(TENANT_VARIABLE) or "default",
-        help=f"tenant to act for (default: ${TENANT_VARIABLE} or `default`)",
-    )
+    common = internal_service_options("evaluation", URL_VARIABLE, DEFAULT_URL)
     commands = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     upload = commands.add_parser(
@@ -186,7 +178,7 @@ def _add_candidate_arguments(
 
 
 def _client(args: argparse.Namespace, timeout: float = 60.0) -> EvaluationClient:
-    return EvaluationClient(args.url, timeout=timeout, headers={"X-LLMOps-Tenant": args.tenant})
+    return EvaluationClient.of(args, timeout=timeout)
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -213,11 +205,7 @@ def _export(args: argparse.Namespace) -> int:
     params = {"version": version} if version else {}
     with _client(args, timeout=300.0) as client:
         text = client.request_text("GET", f"/v1/datasets/{name}/export", params=params)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {text.count(chr(10))} item(s) to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_lines(text, args.output, what="item(s)")
     return 0
 
 

@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llmops.cli.client import ServiceClient
+from llmops.cli.client import ServiceClient, internal_service_options, write_lines
 from llmops.cli.completion_filters import add_filter_arguments, selection_of
 
 URL_VARIABLE = "LLMOPS_FEEDBACK_URL"
 DEFAULT_URL = "http://127.0.0.1:8007"
-TENANT_VARIABLE = "LLMOPS_TENANT"
 STATUSES = ("pending", "approved", "corrected", "labelled", "dismissed")
 _PAGE = 200
 
@@ -41,18 +40,7 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "score wait in a review queue; reviewed and corrected answers are exported as JSONL "
         "for supervised fine-tuning (SFT) and preference tuning (DPO).",
     )
-    common = argparse.ArgumentParser(add_help=False)
-    default_url = os.environ.get(URL_VARIABLE) or DEFAULT_URL
-    common.add_argument(
-        "--url",
-        default=default_url,
-        help=f"feedback service URL (default: ${URL_VARIABLE} or {DEFAULT_URL}; now {default_url})",
-    )
-    common.add_argument(
-        "--tenant",
-        default=os.environ.get(TENANT_VARIABLE) or "default",
-        help=f"tenant to act for (default: ${TENANT_VARIABLE} or `default`)",
-    )
+    common = internal_service_options("feedback", URL_VARIABLE, DEFAULT_URL)
     commands = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     queue = commands.add_parser(
@@ -109,14 +97,10 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     export.set_defaults(handler=_export)
 
 
-def _client(args: argparse.Namespace, timeout: float = 60.0) -> FeedbackClient:
-    return FeedbackClient(args.url, timeout=timeout, headers={"X-LLMOps-Tenant": args.tenant})
-
-
 def _queue(args: argparse.Namespace) -> int:
     entries: list[dict[str, Any]] = []
     cursor = None
-    with _client(args) as client:
+    with FeedbackClient.of(args) as client:
         while len(entries) < args.limit:
             params: dict[str, Any] = {"status": args.status, "limit": min(_PAGE, args.limit)}
             if cursor:
@@ -164,7 +148,7 @@ def _review(args: argparse.Namespace) -> int:
         body["categories"] = args.category
     if args.note:
         body["note"] = args.note
-    with _client(args) as client:
+    with FeedbackClient.of(args) as client:
         entry = client.request("POST", f"/v1/annotations/{args.completion_id}/review", json=body)
     print(f"{entry['completion_id']}: {entry['status']}")
     return 0
@@ -174,13 +158,9 @@ def _export(args: argparse.Namespace) -> int:
     params = selection_of(args)
     if args.include_liked:
         params["include_liked"] = "true"
-    with _client(args, timeout=600.0) as client:
+    with FeedbackClient.of(args, timeout=600.0) as client:
         text = client.request_text("GET", f"/v1/exports/{args.kind}", params=params)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {text.count(chr(10))} line(s) to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_lines(text, args.output, what="line(s)")
     return 0
 
 
