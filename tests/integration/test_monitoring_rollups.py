@@ -3,6 +3,7 @@ dead letters, and a SIGKILL in the middle of the stream that loses and double co
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import signal
@@ -19,7 +20,8 @@ import pytest
 from monitoring_traffic import publish
 from pymongo import AsyncMongoClient
 
-from llmops.events.catalog import CallStatus
+from llmops.bus.provision import ensure_topics, topic_specs
+from llmops.events.catalog import CallStatus, Topic
 from llmops.storage import MongoDocument
 from llmops.testing import (
     SettingsFactory,
@@ -235,6 +237,58 @@ async def test_a_killed_monitor_restarts_without_losing_or_double_counting(
     for event in traffic.made:
         by_model[event.data.served_model] += event.data.usage.prompt_tokens
     assert {row["labels"]["model"]: row["value"] for row in tokens.json()["top"]} == by_model
+
+
+async def test_two_monitors_share_the_partitions_and_count_every_event_once(
+    service_settings: SettingsFactory,
+) -> None:
+    """A second process joins mid-stream: the group rebalances, batches in flight on the
+    first are dropped or kept by where their partitions resume, and each event counts once."""
+    settings = service_settings(MonitoringSettings)
+    config = {"defaults": {"partitions": 4, "retention_hours": 1, "dlq_retention_hours": 1}}
+    completions = f"{settings.kafka_topic_prefix}{Topic.LLM_COMPLETIONS}"
+    specs = topic_specs(config, prefix=settings.kafka_topic_prefix)
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, [s for s in specs if s.name == completions]
+    )
+    traffic = CompletionTraffic(start=START, spacing=timedelta(milliseconds=5))
+    ports = [free_port(), free_port()]
+    monitors = [start_monitoring(settings, ports[0])]
+
+    async def publish_until_the_second_folds() -> float:
+        await publish(settings, traffic.events(500))
+        return await completions_consumed(ports[1])
+
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as client:
+            await wait_answering(f"http://127.0.0.1:{ports[0]}/healthz", monitors[0])
+            await publish(settings, traffic.events(4000))
+            monitors.append(start_monitoring(settings, ports[1]))
+            await publish(settings, traffic.events(4000))
+            await wait_answering(f"http://127.0.0.1:{ports[1]}/healthz", monitors[1])
+            await wait_until(
+                publish_until_the_second_folds, timeout=60, interval=0.5, what="a rebalance"
+            )
+            await publish(settings, traffic.events(4000))
+            published = len(traffic.made)
+            await wait_until(
+                lambda: _equals(total_requests(client), published), timeout=90, what="all"
+            )
+            assert await completions_consumed(ports[0]) > 0
+            await asyncio.sleep(1)  # ten flush intervals: a double count would show by now
+            assert await total_requests(client) == published
+    finally:
+        for monitor in monitors:
+            monitor.terminate()
+            monitor.wait(timeout=30)
+
+
+async def completions_consumed(port: int) -> float:
+    async with httpx.AsyncClient(timeout=10) as client:
+        metrics = await client.get(f"http://127.0.0.1:{port}/metrics")
+    prefix = 'llmops_monitoring_events_total{topic="llm.completions"}'
+    lines = [line for line in metrics.text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
 
 
 async def _some(value: Any) -> int | None:

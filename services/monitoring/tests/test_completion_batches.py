@@ -107,3 +107,23 @@ def test_sample_candidates_are_the_first_rows_of_each_cell() -> None:
     # each cell offers its first three answered rows (the one-row cell its only one), by
     # the keys the per-record path gives them
     assert per_cell == {key: rows[:3] for key, rows in rows_of.items() if rows}
+
+
+def test_recent_ids_find_duplicates_within_and_across_batches_and_forget() -> None:
+    recent = RecentIds(100)
+    assert recent.first_sightings(["a", "b", "c"]).tolist() == [True, True, True]
+    assert recent.first_sightings(["d", "b", "d", "e"]).tolist() == [True, False, False, True]
+    recent.forget(["d", "e"])
+    assert recent.first_sightings(["e", "a", "d"]).tolist() == [True, False, True]
+    assert RecentIds(0).first_sightings(["x", "x"]).tolist() == [True, True]
+
+
+def test_a_fold_names_the_ids_it_remembered() -> None:
+    values = encoded(12)[:6]
+    recent = RecentIds(100)
+    first = fold_completions(values[:4], recent)
+    again = fold_completions([values[2], values[4], values[4], values[5]], recent)
+    ids = [completion_from_json(value).event_id for value in values]
+    assert first.remembered == ids[:4]
+    assert again.remembered == ids[4:6]
+    assert again.duplicates == 2

@@ -18,6 +18,7 @@ path never decides that an event is bad.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -99,28 +100,66 @@ _MINUTE_US = 60_000_000
 
 
 class RecentIds:
-    """Membership of the last ~`capacity` ids, in two generations of sets (O(1), no LRU)."""
+    """Membership of the last ~`capacity` ids, in two generations of sets (O(1), no LRU).
+
+    Thread-safe: the worker thread folds batches while the event loop settles earlier ones."""
 
     def __init__(self, capacity: int) -> None:
         self._half = max(capacity // 2, 1)
         self._enabled = capacity > 0
         self._current: set[str] = set()
         self._previous: set[str] = set()
+        self._lock = threading.Lock()
 
     def seen(self, event_id: str) -> bool:
         """Whether `event_id` was seen; remembers it if not."""
         if not self._enabled:
             return False
-        if event_id in self._current or event_id in self._previous:
-            return True
-        if len(self._current) >= self._half:
-            self._previous, self._current = self._current, set()
-        self._current.add(event_id)
-        return False
+        with self._lock:
+            return self._seen(event_id)
+
+    def first_sightings(self, event_ids: list[str]) -> npt.NDArray[np.bool_]:
+        """Per id, whether it is new (not seen before, nor earlier in `event_ids`); remembers
+        them. A batch without duplicates, the usual one, is checked by set operations."""
+        if not self._enabled:
+            return np.ones(len(event_ids), dtype=bool)
+        batch = set(event_ids)
+        with self._lock:
+            if (
+                len(batch) == len(event_ids)
+                and batch.isdisjoint(self._current)
+                and batch.isdisjoint(self._previous)
+            ):
+                self._remember(batch)
+                return np.ones(len(event_ids), dtype=bool)
+            return np.fromiter(
+                (not self._seen(event_id) for event_id in event_ids),
+                dtype=bool,
+                count=len(event_ids),
+            )
+
+    def forget(self, event_ids: list[str]) -> None:
+        """Forget ids whose events were not counted after all (their batch was dropped), so
+        they count when they are read again."""
+        with self._lock:
+            self._current.difference_update(event_ids)
+            self._previous.difference_update(event_ids)
 
     def clear(self) -> None:
-        self._current.clear()
-        self._previous.clear()
+        with self._lock:
+            self._current.clear()
+            self._previous.clear()
+
+    def _seen(self, event_id: str) -> bool:
+        if event_id in self._current or event_id in self._previous:
+            return True
+        self._remember({event_id})
+        return False
+
+    def _remember(self, event_ids: set[str]) -> None:
+        if len(self._current) >= self._half:
+            self._previous, self._current = self._current, set()
+        self._current |= event_ids
 
 
 @dataclass
@@ -136,6 +175,8 @@ class BatchFold:
     """(position, cell key) of the first `sample_limit` rows of each cell, in batch order:
     the only rows drift samples may come from."""
     duplicates: int = 0
+    remembered: list[str] = field(default_factory=list)
+    """Ids this fold added to the recent ids: forgotten again if the batch is dropped."""
 
 
 def fold_completions(values: list[bytes], recent: RecentIds, sample_limit: int = 0) -> BatchFold:
@@ -161,17 +202,15 @@ def fold_completions(values: list[bytes], recent: RecentIds, sample_limit: int =
         first.read += [middle + position for position in second.read]
         first.sample_candidates += [(middle + p, k) for p, k in second.sample_candidates]
         first.duplicates += second.duplicates
+        first.remembered += second.remembered
         return first
-    valid = np.asarray(_valid_rows(table).to_numpy(zero_copy_only=False), dtype=bool)
-    seen = recent.seen
-    keep = np.fromiter(
-        (
-            ok and not seen(event_id)
-            for ok, event_id in zip(valid.tolist(), table.column("id").to_pylist(), strict=True)
-        ),
-        dtype=bool,
-        count=len(valid),
-    )
+    valid_rows = _valid_rows(table)
+    valid = np.asarray(valid_rows.to_numpy(zero_copy_only=False), dtype=bool)
+    ids = table.column("id").filter(valid_rows).to_pylist()
+    new = recent.first_sightings(ids)
+    keep = valid.copy()
+    keep[valid] = new
+    result.remembered = ids if new.all() else np.asarray(ids, dtype=object)[new].tolist()
     result.unread = np.flatnonzero(~valid).tolist()
     result.read = np.flatnonzero(keep).tolist()
     result.duplicates = int(valid.sum()) - len(result.read)
@@ -221,9 +260,7 @@ def _fold_rows(
     keys), then numpy bincounts; sketches get their buckets counted per cell. Returns the
     first `sample_limit` answered rows of each cell with its key."""
     failed = pc.equal(rows.column("data.status"), CallStatus.ERROR.value)
-    opening = pc.utf8_slice_codeunits(
-        pc.replace_substring(rows.column("data.output"), "\u2019", "'"), 0, REFUSAL_SCAN_CHARS
-    )
+    opening = pc.utf8_slice_codeunits(rows.column("data.output"), 0, REFUSAL_SCAN_CHARS)
     refused = pc.and_(
         pc.invert(failed),
         pc.fill_null(pc.match_substring_regex(opening, REFUSAL_PATTERN, ignore_case=True), False),

@@ -408,7 +408,7 @@ REFUSAL_PATTERN = (
     r"|as\s+an\s+ai(?:\s+language\s+model)?\b"
     r"|i\s+must\s+decline"
     r")"
-)
+).replace("'", "['\u2019]")  # a typewriter or a typographic apostrophe
 """Openings that refuse; RE2-compatible, so Arrow's regex kernels run it too (case-insensitive)."""
 _REFUSAL = re.compile(REFUSAL_PATTERN, re.IGNORECASE)
 REFUSAL_SCAN_CHARS = 300
@@ -419,8 +419,7 @@ def is_refusal(answer: str | None) -> bool:
     """Whether an answer opens with a refusal ("I can't help", "I'm sorry, but", "as an AI")."""
     if not answer:
         return False
-    opening = answer[:REFUSAL_SCAN_CHARS].replace("\u2019", "'")
-    return _REFUSAL.search(opening) is not None
+    return _REFUSAL.search(answer, 0, REFUSAL_SCAN_CHARS) is not None
 
 
 def count_refusals(answers: Iterable[str | None]) -> tuple[int, int]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +58,8 @@ _log = get_logger(__name__)
 _JSON = "application/json"
 _JSON_FIRST = (CONTENT_TYPE, _JSON.encode())
 _MAX_RECORDS = 20_000
+_FOLDS_IN_FLIGHT = 4
+"""Polled completion batches that may wait for the worker thread before the poll waits."""
 _SAMPLE_CELLS = 100_000
 """Cells whose drift samples are counted before the counts start again."""
 COMPACTED_HISTORY = timedelta(days=2)
@@ -63,11 +67,22 @@ COMPACTED_HISTORY = timedelta(days=2)
 are, which queries merge all the same."""
 
 
+class Assignment:
+    """A partition from its assignment to this process until its revocation."""
+
+    def __init__(self, resume: int) -> None:
+        self.next_offset = resume
+        """Where the next polled records go on from: those before it are folded or on
+        their way through the worker."""
+
+
 @dataclass
 class CompletionBatch:
-    """A partition's polled `llm.completions` records on their way through the worker."""
+    """A partition's polled records; for `llm.completions`, on their way through the worker."""
 
     tp: TopicPartition
+    assignment: Assignment
+    """Which assignment of the partition polled them: a later one reads them again."""
     records: list[Any]
     json_records: list[Any] = field(default_factory=list)
     other_records: list[Any] = field(default_factory=list)
@@ -110,9 +125,12 @@ class StreamMonitor:
         self._clock = clock
         self._topics = {bus.topic_name(topic): Topic(topic) for topic in Topic}
         self._folds: dict[TopicPartition, PartitionFold] = {}
+        self._assignments: dict[TopicPartition, Assignment] = {}
+        self._rebalancing = asyncio.Lock()
         self._recent = RecentIds(settings.dedupe_window)  # completions (the worker's)
         self._recent_others = RecentIds(settings.dedupe_window)  # the other topics
         self._consumer: AIOKafkaConsumer | None = None
+        self._folder = ThreadPoolExecutor(1, thread_name_prefix="rollup-fold")
         self._task: asyncio.Task[None] | None = None
         self._writing: dict[TopicPartition, asyncio.Task[None]] = {}
         self._unwritten: dict[TopicPartition, list[PartitionFold]] = {}
@@ -149,6 +167,7 @@ class StreamMonitor:
         if self._consumer is not None:
             await self._flush_all(wait=True)
             await self._consumer.stop()
+        self._folder.shutdown(wait=False)
 
     @property
     def partitions(self) -> list[SourcePartition]:
@@ -163,42 +182,63 @@ class StreamMonitor:
     # ---- consuming ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        """Poll, fold, flush. Completion batches fold in a worker thread while the next
-        poll unpacks records on the event loop; a batch is settled before the next is
-        sent, so partitions advance in offset order."""
+        """Poll, fold, flush. Completion batches fold in one worker thread, in order, while
+        the event loop polls and unpacks the next ones; up to `_FOLDS_IN_FLIGHT` batches wait
+        there, and each is settled in order, so partitions advance in offset order.
+
+        Rebalances wait while a poll is handled (`_rebalancing`), so nothing is folded into
+        a partition after it was revoked; batches still in the worker then are dropped at
+        settling if their partition was revoked, and read again by its new assignment."""
         assert self._consumer is not None
         last_flush = self._clock()
-        folding: asyncio.Future[list[CompletionBatch]] | None = None
+        folding: deque[asyncio.Future[list[CompletionBatch]]] = deque()
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 polled = await self._consumer.getmany(timeout_ms=200, max_records=_MAX_RECORDS)
-                if folding is not None:
-                    await self._settle(await folding)
-                    folding = None
-                batches: list[CompletionBatch] = []
-                for tp, records in polled.items():
-                    fold = self._folds.get(tp)
-                    if fold is None:  # revoked while polling
-                        continue
-                    records = [record for record in records if record.offset >= fold.end]
-                    if not records:
-                        continue  # read before the seek to where the partition resumes
-                    if Topic(fold.source.topic) is Topic.LLM_COMPLETIONS:
-                        batches.append(CompletionBatch(tp, records))
-                    else:
-                        await self._fold_others(fold, records)
-                if batches:
-                    folding = asyncio.ensure_future(asyncio.to_thread(self._fold_batches, batches))
-                # Under load every flush_interval_s; when caught up at once, so what was
-                # folded is stored (and queryable) without waiting for the interval.
-                idle = not polled and folding is None
-                if idle or self._clock() - last_flush >= self.settings.flush_interval_s:
-                    await self._flush_all()
-                    last_flush = self._clock()
+                cut = self._cut(polled)  # before anything awaits: the assignments of the poll
+                async with self._rebalancing:
+                    while folding and (folding[0].done() or len(folding) >= _FOLDS_IN_FLIGHT):
+                        await self._settle(await folding.popleft())
+                    batches: list[CompletionBatch] = []
+                    for batch in cut:
+                        fold = self._folds.get(batch.tp)
+                        if fold is None or self._assignments.get(batch.tp) is not batch.assignment:
+                            continue  # revoked since the poll: read again where it resumes
+                        if Topic(fold.source.topic) is Topic.LLM_COMPLETIONS:
+                            batches.append(batch)
+                        else:
+                            await self._fold_others(fold, batch.records)
+                    if batches:
+                        folding.append(
+                            loop.run_in_executor(self._folder, self._fold_batches, batches)
+                        )
+                    # Under load every flush_interval_s; when caught up at once, so what was
+                    # folded is stored (and queryable) without waiting for the interval.
+                    idle = not polled and not folding
+                    if idle or self._clock() - last_flush >= self.settings.flush_interval_s:
+                        await self._flush_all()
+                        last_flush = self._clock()
         finally:
-            if folding is not None:
-                with contextlib.suppress(Exception):
-                    await self._settle(await folding)
+            with contextlib.suppress(Exception):
+                while folding:
+                    await self._settle(await folding.popleft())
+
+    def _cut(self, polled: dict[TopicPartition, list[Any]]) -> list[CompletionBatch]:
+        """The polled records of each partition this process owns, bound to its assignment;
+        records before its `next_offset` (on their way already) are left out."""
+        cut = []
+        for tp, records in polled.items():
+            assignment = self._assignments.get(tp)
+            if assignment is None:  # revoked while polling
+                continue
+            if records[0].offset < assignment.next_offset:
+                records = [r for r in records if r.offset >= assignment.next_offset]
+                if not records:
+                    continue
+            assignment.next_offset = records[-1].offset + 1
+            cut.append(CompletionBatch(tp, assignment, records))
+        return cut
 
     async def _fold_others(self, fold: PartitionFold, records: list[Any]) -> None:
         topic = Topic(fold.source.topic)
@@ -210,11 +250,11 @@ class StreamMonitor:
     def _fold_batches(self, batches: list[CompletionBatch]) -> list[CompletionBatch]:
         """In the worker thread: the columnar fold of each partition's JSON records."""
         for batch in batches:
-            for record in batch.records:
-                if _content_type(record) == _JSON:
-                    batch.json_records.append(record)
-                else:
-                    batch.other_records.append(record)
+            batch.json_records = [r for r in batch.records if _content_type(r.headers) == _JSON]
+            if len(batch.json_records) < len(batch.records):
+                batch.other_records = [
+                    r for r in batch.records if _content_type(r.headers) != _JSON
+                ]
             values = [record.value or b"" for record in batch.json_records]
             batch.folded = fold_completions(values, self._recent, self._sample_limit)
         return batches
@@ -224,9 +264,12 @@ class StreamMonitor:
         left (other wire formats, records it refused) one by one."""
         for batch in batches:
             fold = self._folds.get(batch.tp)
-            if fold is None or fold.end != batch.records[0].offset:
-                continue  # revoked or re-seeked meanwhile: the records come again
             folded = batch.folded
+            if fold is None or self._assignments.get(batch.tp) is not batch.assignment:
+                # Revoked (and maybe assigned again) meanwhile: the records are read again
+                # from where the partition resumes, and count then.
+                self._recent.forget(folded.remembered)
+                continue
             fold.book.absorb(folded.cells)
             for position, cell_key in folded.sample_candidates:
                 record = batch.json_records[position]
@@ -243,7 +286,7 @@ class StreamMonitor:
 
     async def _fold_completion(self, fold: PartitionFold, record: Any) -> None:
         read = None
-        if _content_type(record) == _JSON:
+        if _content_type(record.headers) == _JSON:
             with contextlib.suppress(UnreadableEvent):
                 read = completion_from_json(record.value)
         if read is None:
@@ -397,6 +440,10 @@ class StreamMonitor:
     # ---- rebalancing --------------------------------------------------------------------
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._rebalancing:
+            await self._assign(assigned)
+
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
         for tp in assigned:
             source = SourcePartition(self._topics[tp.topic].value, tp.partition)
@@ -410,14 +457,17 @@ class StreamMonitor:
                     resume = committed
             self._consumer.seek(tp, resume)
             self._folds[tp] = PartitionFold(source, start=resume, end=resume)
+            self._assignments[tp] = Assignment(resume)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Write what was folded; what cannot be written is read again by the next owner."""
-        await self._flush_all(wait=True)
-        for tp in revoked:
-            self._folds.pop(tp, None)
-            self._writing.pop(tp, None)
-            self._unwritten.pop(tp, None)
+        async with self._rebalancing:
+            await self._flush_all(wait=True)
+            for tp in revoked:
+                self._folds.pop(tp, None)
+                self._assignments.pop(tp, None)
+                self._writing.pop(tp, None)
+                self._unwritten.pop(tp, None)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -431,8 +481,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
         await self._monitor.on_assigned(assigned)
 
 
-def _content_type(record: Any) -> str:
-    headers = record.headers
+def _content_type(headers: Any) -> str:
+    """A record's content type, from its headers."""
     if headers and headers[0] == _JSON_FIRST:  # how the platform's producers write it
         return _JSON
     for name, value in headers:
@@ -441,4 +491,4 @@ def _content_type(record: Any) -> str:
     return _JSON
 
 
-__all__ = ["PartitionFold", "StreamMonitor"]
+__all__ = ["Assignment", "CompletionBatch", "PartitionFold", "StreamMonitor"]
