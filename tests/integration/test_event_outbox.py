@@ -7,6 +7,7 @@ on (what a stopped broker looks like to a client: connection refused).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from private_kafka import PrivateKafka
 
 from llmops.bus import EventBus
@@ -55,12 +58,14 @@ async def make_outbox(tmp_path: Path) -> AsyncIterator[OutboxFactory]:
         *,
         spool_dir: Path | None = None,
         max_bytes: int = 64 << 20,
+        tracer_provider: TracerProvider | None = None,
         **options: Any,
     ) -> EventOutbox:
         settings = ServiceSettings.model_validate(
             {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC_PREFIX": prefix}
         )
-        bus = EventBus(settings, tracer_provider=TracerProvider(), metrics=ServiceMetrics("gw"))
+        provider = tracer_provider or TracerProvider()
+        bus = EventBus(settings, tracer_provider=provider, metrics=ServiceMetrics("gw"))
         spool = EventSpool(spool_dir or tmp_path / "spool", max_bytes=max_bytes)
         outbox = EventOutbox(bus, spool, **{"send_timeout_s": 2.0, "retry_max_s": 0.5, **options})
         await outbox.start()
@@ -323,3 +328,28 @@ async def test_an_open_span_ends_up_in_the_event_headers(
     ((_, _, headers),) = await _read_all(kafka_bootstrap, f"{topics}{FEEDBACK.topic}")
     assert headers["traceparent"].split("-")[1] == format(span.get_span_context().trace_id, "032x")
     assert headers["content-type"] == "application/json"
+
+
+async def test_events_submitted_within_the_linger_share_one_produce_request(
+    kafka_bootstrap: str, topics: str, make_outbox: OutboxFactory
+) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    outbox = await make_outbox(kafka_bootstrap, topics, tracer_provider=provider, send_linger_s=0.5)
+    submitted = _submit(outbox, 0, 1)
+    await _drained(outbox)  # connected, and idle again
+    spans.clear()
+    for n in range(1, 6):  # one request after another
+        submitted += _submit(outbox, n, 1)
+        await asyncio.sleep(0.01)
+    await _drained(outbox)
+    batches = [
+        span.attributes["messaging.batch.message_count"]
+        for span in spans.get_finished_spans()
+        if span.name == "outbox publish" and span.attributes
+    ]
+    assert batches == [5]
+    _assert_each_once_in_order(
+        submitted, await _read_all(kafka_bootstrap, f"{topics}{FEEDBACK.topic}")
+    )

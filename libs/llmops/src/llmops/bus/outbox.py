@@ -79,6 +79,7 @@ class EventOutbox:
         retry_min_s: float = 0.2,
         retry_max_s: float = 5.0,
         spool_linger_s: float = 0.02,
+        send_linger_s: float = 0.02,
         clock_skew_s: float = 60.0,
         scan_timeout_s: float = 120.0,
     ) -> None:
@@ -93,6 +94,7 @@ class EventOutbox:
         self._retry_min_s = retry_min_s
         self._retry_max_s = retry_max_s
         self._spool_linger_s = spool_linger_s
+        self._send_linger_s = send_linger_s
         self._clock_skew_ms = int(clock_skew_s * 1000)
         self._scan_timeout_s = scan_timeout_s
         self._tracer = trace.get_tracer("llmops.bus.outbox", tracer_provider=bus.tracer_provider)
@@ -211,6 +213,10 @@ class EventOutbox:
             await self._connect()
         if self._producer is not None and self._spool.is_empty():
             if self._queue:
+                if len(self._queue) < self._batch_size and self._send_linger_s:
+                    # Events come one per request: a few ms of them go in one produce
+                    # request, which costs about what a single event's costs.
+                    await asyncio.sleep(self._send_linger_s)
                 await self._send_direct(self._take())
                 self._in_flight = 0
             else:
