@@ -3,7 +3,6 @@ dead letters, and a SIGKILL in the middle of the stream that loses and double co
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from monitoring_traffic import publish
 from pymongo import AsyncMongoClient
 
@@ -35,6 +35,7 @@ from llmops.testing import (
 from llmops.traffic import CompletionTraffic
 from llmops_monitoring.app import create_app
 from llmops_monitoring.drift_samples import SAMPLES
+from llmops_monitoring.rollup_store import FLUSHES, SourcePartition
 from llmops_monitoring.settings import MonitoringSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
@@ -275,12 +276,40 @@ async def test_two_monitors_share_the_partitions_and_count_every_event_once(
                 lambda: _equals(total_requests(client), published), timeout=90, what="all"
             )
             assert await completions_consumed(ports[0]) > 0
-            await asyncio.sleep(1)  # ten flush intervals: a double count would show by now
-            assert await total_requests(client) == published
+            await wait_until(
+                lambda: flushed_to_the_end(settings, partitions=4),
+                timeout=60,
+                what="a flush at the end of every partition",
+            )
+            assert await total_requests(client) == published  # nothing more came after all
     finally:
         for monitor in monitors:
             monitor.terminate()
             monitor.wait(timeout=30)
+
+
+async def flushed_to_the_end(settings: MonitoringSettings, *, partitions: int) -> bool:
+    """Whether the last committed flush of every completions partition reaches its end."""
+    topic = f"{settings.kafka_topic_prefix}{Topic.LLM_COMPLETIONS}"
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
+    mongo: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
+        settings.mongodb_url.get_secret_value()
+    )
+    try:
+        flushes = mongo[settings.mongodb_database][FLUSHES]
+        for tp, end in ends.items():
+            source = SourcePartition(Topic.LLM_COMPLETIONS.value, tp.partition).key()
+            last = await flushes.find_one({"source": source}, sort=[("end", -1)])
+            if end and (last is None or int(last["end"]) < end):
+                return False
+        return True
+    finally:
+        await mongo.close()
 
 
 async def completions_consumed(port: int) -> float:

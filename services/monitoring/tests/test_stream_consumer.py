@@ -72,9 +72,8 @@ async def test_a_batch_polled_before_its_partition_moved_counts_once_when_read_a
     source = SourcePartition(Topic.LLM_COMPLETIONS, 0)
 
     def assign() -> tuple[PartitionFold, Assignment]:
-        fold = consumer._folds[tp] = PartitionFold(source, 0, 0)
-        assignment = consumer._assignments[tp] = Assignment(0)
-        return fold, assignment
+        fold = consumer._folds[tp] = PartitionFold(source, Assignment(0), 0, 0)
+        return fold, fold.assignment
 
     _, before = assign()
     folded = consumer._fold_batches([CompletionBatch(tp, before, records)])

@@ -145,11 +145,6 @@ class RecentIds:
             self._current.difference_update(event_ids)
             self._previous.difference_update(event_ids)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._current.clear()
-            self._previous.clear()
-
     def _seen(self, event_id: str) -> bool:
         if event_id in self._current or event_id in self._previous:
             return True

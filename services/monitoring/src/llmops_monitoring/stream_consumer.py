@@ -68,7 +68,8 @@ are, which queries merge all the same."""
 
 
 class Assignment:
-    """A partition from its assignment to this process until its revocation."""
+    """A partition from its assignment to this process until its revocation: the folds of
+    one assignment share it, and polled records are bound to it."""
 
     def __init__(self, resume: int) -> None:
         self.next_offset = resume
@@ -94,6 +95,7 @@ class PartitionFold:
     """What a partition folded since its last flush."""
 
     source: SourcePartition
+    assignment: Assignment
     start: int
     end: int
     book: RollupBook = field(default_factory=lambda: RollupBook((Window.MINUTE,)))
@@ -125,7 +127,6 @@ class StreamMonitor:
         self._clock = clock
         self._topics = {bus.topic_name(topic): Topic(topic) for topic in Topic}
         self._folds: dict[TopicPartition, PartitionFold] = {}
-        self._assignments: dict[TopicPartition, Assignment] = {}
         self._rebalancing = asyncio.Lock()
         self._recent = RecentIds(settings.dedupe_window)  # completions (the worker's)
         self._recent_others = RecentIds(settings.dedupe_window)  # the other topics
@@ -203,7 +204,7 @@ class StreamMonitor:
                     batches: list[CompletionBatch] = []
                     for batch in cut:
                         fold = self._folds.get(batch.tp)
-                        if fold is None or self._assignments.get(batch.tp) is not batch.assignment:
+                        if fold is None or fold.assignment is not batch.assignment:
                             continue  # revoked since the poll: read again where it resumes
                         if Topic(fold.source.topic) is Topic.LLM_COMPLETIONS:
                             batches.append(batch)
@@ -229,9 +230,10 @@ class StreamMonitor:
         records before its `next_offset` (on their way already) are left out."""
         cut = []
         for tp, records in polled.items():
-            assignment = self._assignments.get(tp)
-            if assignment is None:  # revoked while polling
+            fold = self._folds.get(tp)
+            if fold is None:  # revoked while polling
                 continue
+            assignment = fold.assignment
             if records[0].offset < assignment.next_offset:
                 records = [r for r in records if r.offset >= assignment.next_offset]
                 if not records:
@@ -265,7 +267,7 @@ class StreamMonitor:
         for batch in batches:
             fold = self._folds.get(batch.tp)
             folded = batch.folded
-            if fold is None or self._assignments.get(batch.tp) is not batch.assignment:
+            if fold is None or fold.assignment is not batch.assignment:
                 # Revoked (and maybe assigned again) meanwhile: the records are read again
                 # from where the partition resumes, and count then.
                 self._recent.forget(folded.remembered)
@@ -372,7 +374,9 @@ class StreamMonitor:
             fold = self._folds.get(tp)
             if fold is None or not fold.pending:
                 continue
-            self._folds[tp] = PartitionFold(fold.source, start=fold.end, end=fold.end)
+            self._folds[tp] = PartitionFold(
+                fold.source, fold.assignment, start=fold.end, end=fold.end
+            )
             self._writing[tp] = asyncio.create_task(self._write(tp, fold), name="rollup-flush")
         if wait:
             await asyncio.gather(*self._writing.values(), return_exceptions=True)
@@ -456,8 +460,7 @@ class StreamMonitor:
                 else:
                     resume = committed
             self._consumer.seek(tp, resume)
-            self._folds[tp] = PartitionFold(source, start=resume, end=resume)
-            self._assignments[tp] = Assignment(resume)
+            self._folds[tp] = PartitionFold(source, Assignment(resume), start=resume, end=resume)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Write what was folded; what cannot be written is read again by the next owner."""
@@ -465,7 +468,6 @@ class StreamMonitor:
             await self._flush_all(wait=True)
             for tp in revoked:
                 self._folds.pop(tp, None)
-                self._assignments.pop(tp, None)
                 self._writing.pop(tp, None)
                 self._unwritten.pop(tp, None)
 

@@ -214,8 +214,8 @@ class EventOutbox:
         if self._producer is not None and self._spool.is_empty():
             if self._queue:
                 if len(self._queue) < self._batch_size and self._send_linger_s:
-                    # Events come one per request: a few ms of them go in one produce
-                    # request, which costs about what a single event's costs.
+                    # Events come one per request; a produce request costs about as much
+                    # for one event as for many, so the next few ms of them go together.
                     await asyncio.sleep(self._send_linger_s)
                 await self._send_direct(self._take())
                 self._in_flight = 0
