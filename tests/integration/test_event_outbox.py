@@ -326,7 +326,10 @@ async def test_an_open_span_ends_up_in_the_event_headers(
         _submit(outbox, 0, 1)
     await _drained(outbox)
     ((_, _, headers),) = await _read_all(kafka_bootstrap, f"{topics}{FEEDBACK.topic}")
-    assert headers["traceparent"].split("-")[1] == format(span.get_span_context().trace_id, "032x")
+    # The caller's own span: its consumers' spans are children of the request that made it.
+    _, trace_id, parent_id, _ = headers["traceparent"].split("-")
+    assert trace_id == format(span.get_span_context().trace_id, "032x")
+    assert parent_id == format(span.get_span_context().span_id, "016x")
     assert headers["content-type"] == "application/json"
 
 

@@ -6,13 +6,14 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from llmops.telemetry import traced_http_client
+from llmops.telemetry.http_server import HttpServerTelemetry
+from llmops.telemetry.metrics import ServiceMetrics
 
 
 def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -39,7 +40,9 @@ async def test_downstream_server_span_is_a_child_of_the_client_span() -> None:
         received["traceparent"] = request.headers.get("traceparent", "")
         return await call_next(request)
 
-    FastAPIInstrumentor.instrument_app(downstream, tracer_provider=callee_tracing)
+    downstream.add_middleware(
+        HttpServerTelemetry, tracer_provider=callee_tracing, metrics=ServiceMetrics("indexer")
+    )
     client = traced_http_client(
         caller_tracing, transport=httpx.ASGITransport(app=downstream), base_url="http://indexer"
     )

@@ -134,8 +134,10 @@ async def test_tokens_reserved_then_settled_to_the_real_count() -> None:
     with pytest.raises(QuotaExceeded) as refused:
         await guard.admit(caller, 20)  # 40 of 50 reserved
     assert refused.value.code == "tpm_exceeded"
-    await admission.settle(10)  # 30 of the estimate come back
+    assert admission.settle_returning(10)  # 30 of the estimate come back, no lease needed
+    await admission.settle(10)  # settled already: nothing more comes back
     second = await guard.admit(caller, 20)
+    assert not second.settle_returning(35)  # more than reserved: only `settle` charges it
     await second.settle(35)  # used 15 more than reserved: 45 of 50
     with pytest.raises(QuotaExceeded):
         await guard.admit(caller, 10)

@@ -37,8 +37,9 @@ class Redaction:
 def redact_pii(text: str, kinds: Collection[PiiKind] = frozenset(PiiKind)) -> Redaction:
     """`text` with every match of `kinds` replaced by a placeholder such as `[EMAIL]`."""
     counts: dict[str, int] = {}
+    has_digit = _DIGIT.search(text) is not None
     for kind, detector in _DETECTORS:
-        if kind in kinds:
+        if kind in kinds and detector.could_match(text, has_digit):
             text, found = detector.replace(text, f"[{kind.name}]")
             if found:
                 counts[kind.value] = found
@@ -62,6 +63,14 @@ class _Detector:
 
     pattern: re.Pattern[str]
     accept: _Validator
+    # What any match contains: a cheap test that skips the pattern for most text.
+    marker: str | None = None
+    has_digits: bool = True
+
+    def could_match(self, text: str, has_digit: bool) -> bool:
+        if self.has_digits and not has_digit:
+            return False
+        return self.marker is None or self.marker in text
 
     def replace(
         self, text: str, placeholder: str, *, found: list[str] | None = None
@@ -80,6 +89,9 @@ class _Detector:
             return placeholder
 
         return self.pattern.sub(substitute, text), replaced
+
+
+_DIGIT = re.compile(r"\d")
 
 
 def _digits(text: str) -> str:
@@ -156,7 +168,7 @@ _PHONE = re.compile(
 )
 
 _DETECTORS: tuple[tuple[PiiKind, _Detector], ...] = (
-    (PiiKind.EMAIL, _Detector(_EMAIL, _always)),
+    (PiiKind.EMAIL, _Detector(_EMAIL, _always, marker="@", has_digits=False)),
     (PiiKind.IBAN, _Detector(_IBAN, _is_iban)),
     (PiiKind.CARD, _Detector(_CARD, _is_card)),
     (PiiKind.US_SSN, _Detector(_US_SSN, _always)),

@@ -16,7 +16,6 @@ from typing import Any, Generic, TypeVar, cast
 import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,8 +24,7 @@ from llmops.bus import EventBus
 from llmops.settings import ServiceSettings
 from llmops.storage import MongoDocument, mongo_client
 from llmops.telemetry import ServiceMetrics, configure_tracing, get_logger, traced_http_client
-from llmops.telemetry.metrics import HttpMetricsMiddleware
-from llmops.telemetry.request_context import RequestContextMiddleware
+from llmops.telemetry.http_server import HttpServerTelemetry
 
 _log = get_logger(__name__)
 
@@ -125,8 +123,12 @@ def create_service_app(
 
     title = f"llmops {settings.service_name}"
     app = FastAPI(title=title, description=description, lifespan=lifespan)
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        HttpServerTelemetry,
+        tracer_provider=tracer_provider,
+        metrics=metrics,
+        untraced_paths=("/healthz", "/metrics"),
+    )
     for router in routers:
         app.include_router(router)
 
@@ -152,14 +154,6 @@ def create_service_app(
     async def prometheus_metrics() -> Any:
         return metrics.render()
 
-    # One server span per request: the ASGI receive/send sub-spans (one per streamed
-    # chunk) cost more than they tell.
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=tracer_provider,
-        excluded_urls="healthz,metrics",
-        exclude_spans=["receive", "send"],
-    )
     return app
 
 

@@ -12,10 +12,9 @@ Each replica keeps its own caches (ADR 0010).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,14 +58,16 @@ def cache_key(
     context = [turn for i, turn in enumerate(turns) if i != last_user]
     return CacheKey(
         scope=(tenant, alias),
-        exact=_digest({"turns": turns, "parameters": parameters}),
-        context=_digest({"turns": context, "parameters": parameters}),
+        exact=_digest(turns, parameters),
+        context=_digest(context, parameters),
         question=question,
     )
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+def _digest(turns: Sequence[tuple[str, str]], parameters: dict[str, Any]) -> str:
+    # repr of strings, numbers and None is exact and stable, and the parameters are always
+    # built in the same order; the keys live only in this process's memory.
+    return hashlib.sha256(repr((turns, parameters)).encode()).hexdigest()
 
 
 @dataclass

@@ -386,6 +386,8 @@ class ChatCompletions:
         if admission is None:
             return
         tokens = 0 if record.cache is not CacheResult.NONE else record.usage.total_tokens
+        if admission.settle_returning(tokens):
+            return
         task = loop.create_task(_settle(admission, tokens))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from llmops.llm.chat import ChatCompletionRequest
 from llmops.llm.errors import ApiError
 from llmops.llm.models import EmbeddingRequest, ModelCard, ModelList
-from llmops.llm.requests import read_json
+from llmops.llm.requests import RawRequestRoute, read_json
 from llmops.service import LateBound
 from llmops_gateway import upstream
 from llmops_gateway.api_keys import Caller
@@ -41,7 +42,9 @@ def build_router(
     embedding_model: str,
     max_request_bytes: int,
 ) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["openai"])
+    # Chat and embeddings read and check their bodies themselves (read_json): FastAPI's
+    # own request handling would only add to the gateway's overhead per call.
+    api = APIRouter(prefix="/v1", tags=["openai"], route_class=RawRequestRoute)
 
     @api.post("/chat/completions", summary="Chat completion (OpenAI-compatible; stream or not)")
     async def chat_completions(request: Request) -> Response:
@@ -69,7 +72,6 @@ def build_router(
         _, answer = await upstream.first_success(router.attempts(body.model), embed, request)
         return JSONResponse(answer | {"model": body.model})
 
-    @api.get("/models", summary="Models this key may call (OpenAI-compatible)")
     async def models(request: Request) -> ModelList:
         caller = await authenticate(request)
         cards = {alias: ModelCard(id=alias, owned_by="llmops") for alias in router.aliases}
@@ -79,6 +81,13 @@ def build_router(
         visible = [card for alias, card in sorted(cards.items()) if caller.may_use(alias)]
         return ModelList(data=visible)
 
+    api.add_api_route(
+        "/models",
+        models,
+        methods=["GET"],
+        summary="Models this key may call (OpenAI-compatible)",
+        route_class_override=APIRoute,
+    )
     return api
 
 

@@ -246,7 +246,7 @@ class Admission:
         Call it once, after the call (also for failed calls: `settle(0)`); later calls do
         nothing.
         """
-        if self._settled:
+        if self.settle_returning(tokens):
             return
         self._settled = True
         difference = tokens - self.reserved_tokens
@@ -256,6 +256,19 @@ class Admission:
                 allowance.give_back(-difference, window)
             elif difference > 0:
                 await allowance.charge(difference, allowance.meter.window(now))
+
+    def settle_returning(self, tokens: int) -> bool:
+        """Settle at once when the call used no more than its estimate (the common case:
+        the estimate counts the whole output limit), which only gives tokens back and
+        needs no lease. False when more must be charged: then `await settle(tokens)`."""
+        if self._settled:
+            return True
+        if tokens > self.reserved_tokens:
+            return False
+        self._settled = True
+        for allowance, window in self._taken:
+            allowance.give_back(self.reserved_tokens - tokens, window)
+        return True
 
 
 class QuotaGuard:

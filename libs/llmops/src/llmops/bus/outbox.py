@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +40,7 @@ from llmops.bus.delivery import (
 )
 from llmops.bus.eventbus import EventBus
 from llmops.bus.spool import EventSpool, SpooledEvent, SpoolSegment
-from llmops.bus.tracing import created_headers, link_to
+from llmops.bus.tracing import caller_headers, link_to
 from llmops.events.codec import EventEncodeError
 from llmops.events.envelope import Envelope
 from llmops.telemetry.logs import get_logger
@@ -138,7 +138,7 @@ class EventOutbox:
         if len(self._queue) >= self._queue_size:
             self._drop(1, "queue_full", event_id=event.id)
             return
-        self._queue.append(_Submitted(event, topic, created_headers(self._tracer, topic, event.id)))
+        self._queue.append(_Submitted(event, topic, caller_headers()))
         self._wakeup.set()
 
     @property
@@ -305,8 +305,7 @@ class EventOutbox:
             },
         ):
             outcome = await send_batch(self._producer, events, timeout_s=self._send_timeout_s)
-        for position in outcome.acked:
-            self._delivered(events[position].topic, via)
+        self._delivered(Counter(events[position].topic for position in outcome.acked), via)
         for position, exc in outcome.rejected:
             event = events[position]
             _log.error(
@@ -342,10 +341,12 @@ class EventOutbox:
             timeout_s=self._scan_timeout_s,
         )
         acked: dict[int, list[int]] = {}
+        on_topics: Counter[str] = Counter()
         for digest in found:
             for seq, index, topic in by_digest[digest]:
                 acked.setdefault(seq, []).append(index)
-                self._delivered(topic, "found")
+                on_topics[topic] += 1
+        self._delivered(on_topics, "found")
         for seq, indexes in acked.items():
             await asyncio.to_thread(self._spool.ack, seq, indexes)
         self._update_gauges()
@@ -450,10 +451,11 @@ class EventOutbox:
 
     # -- telemetry ------------------------------------------------------------------------
 
-    def _delivered(self, topic: str, via: str) -> None:
-        name = topic.removeprefix(self._bus.settings.kafka_topic_prefix)
-        self._metrics.events_delivered.labels(self._service, name, via).inc()
-        self._metrics.events_published.labels(self._service, name).inc()
+    def _delivered(self, by_topic: Counter[str], via: str) -> None:
+        for topic, count in by_topic.items():
+            name = topic.removeprefix(self._bus.settings.kafka_topic_prefix)
+            self._metrics.events_delivered.labels(self._service, name, via).inc(count)
+            self._metrics.events_published.labels(self._service, name).inc(count)
 
     def _drop(self, count: int, reason: str, **context: Any) -> None:
         self._metrics.events_dropped.labels(self._service, reason).inc(count)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,7 +12,6 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ServiceMetrics:
@@ -90,40 +87,3 @@ class ServiceMetrics:
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class HttpMetricsMiddleware:
-    """Counts and times requests by route template (not raw path, to bound cardinality).
-
-    Pure ASGI rather than `BaseHTTPMiddleware`: no extra task per request, and streamed
-    responses keep their own disconnect handling. A streamed response is timed until
-    its last byte.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_watch)
-        finally:
-            # Routing leaves the matched route in the scope (included routers too).
-            route = str(getattr(scope.get("route"), "path", "unmatched"))
-            method, service = scope["method"], self.metrics.service
-            self.metrics.http_latency.labels(service, method, route).observe(
-                time.perf_counter() - started
-            )
-            self.metrics.http_requests.labels(service, method, route, str(status)).inc()
