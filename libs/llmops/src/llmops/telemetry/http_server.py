@@ -31,13 +31,12 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import attach, detach
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.telemetry.metrics import ServiceMetrics
-from llmops.telemetry.request_context import traceparent
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -106,9 +105,9 @@ class HttpServerTelemetry:
                     span.set_attribute("http.response.status_code", status)
                     if status >= 500:
                         span.set_status(Status(StatusCode.ERROR))
-                    parent = traceparent()
-                    if parent is not None:
-                        headers.append((b"traceparent", parent.encode()))
+                    context = span.get_span_context()
+                    if context.is_valid:
+                        headers.append((b"traceparent", _traceparent(context).encode()))
                 message["headers"] = headers
             await send(message)
 
@@ -160,6 +159,11 @@ class _RequestHeaders:
                 self.user_agent = value.decode("latin-1")
             elif name in _PROPAGATED:
                 self.propagated[_PROPAGATED[name]] = value.decode("latin-1")
+
+
+def _traceparent(context: SpanContext) -> str:
+    """The W3C `traceparent` naming the request's span (not whatever span is current)."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def _name_after_route(span: Span, scope: Scope) -> None:

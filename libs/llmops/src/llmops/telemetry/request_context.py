@@ -1,4 +1,4 @@
-"""The request and trace a piece of code runs in: its request id, trace id and `traceparent`.
+"""The request and trace a piece of code runs in: its request id and trace id.
 
 `HttpServerTelemetry` (llmops.telemetry.http_server) gives every request its id and span;
 these read them back.
@@ -23,11 +23,3 @@ def trace_id() -> str | None:
     """The current trace's id (32 hex digits), or None when nothing is traced."""
     context = trace.get_current_span().get_span_context()
     return f"{context.trace_id:032x}" if context.is_valid else None
-
-
-def traceparent() -> str | None:
-    """The W3C `traceparent` of the current span, or None when nothing is traced."""
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
