@@ -59,12 +59,15 @@ async def test_a_client_that_leaves_cancels_the_work_after_its_cleanup_and_gets_
 
 
 async def test_a_cancel_from_elsewhere_is_not_taken_for_a_disconnect() -> None:
+    working = asyncio.Event()
+
     async def work() -> str:
+        working.set()
         await asyncio.sleep(60)
         return "never"
 
     task = asyncio.ensure_future(unless_disconnected(_Client().request(), work()))
-    await asyncio.sleep(0.01)
+    await working.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -78,7 +81,9 @@ async def test_a_disconnect_after_the_answer_cancels_nothing() -> None:
 
     assert await unless_disconnected(client.request(), work()) == "answer"
     client.left.set()
-    await asyncio.sleep(0.01)  # the watcher's callbacks, if any, have run
+    # A wrong cancel of this task would land in this await: it lets the watcher's
+    # callbacks run.
+    await asyncio.sleep(0.01)
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0

@@ -65,10 +65,10 @@ class _Detector:
     accept: _Validator
     # What any match contains: a cheap test that skips the pattern for most text.
     marker: str | None = None
-    has_digits: bool = True
+    needs_digit: bool = True
 
     def could_match(self, text: str, has_digit: bool) -> bool:
-        if self.has_digits and not has_digit:
+        if self.needs_digit and not has_digit:
             return False
         return self.marker is None or self.marker in text
 
@@ -168,7 +168,7 @@ _PHONE = re.compile(
 )
 
 _DETECTORS: tuple[tuple[PiiKind, _Detector], ...] = (
-    (PiiKind.EMAIL, _Detector(_EMAIL, _always, marker="@", has_digits=False)),
+    (PiiKind.EMAIL, _Detector(_EMAIL, _always, marker="@", needs_digit=False)),
     (PiiKind.IBAN, _Detector(_IBAN, _is_iban)),
     (PiiKind.CARD, _Detector(_CARD, _is_card)),
     (PiiKind.US_SSN, _Detector(_US_SSN, _always)),

@@ -249,13 +249,10 @@ class Admission:
         if self.settle_returning(tokens):
             return
         self._settled = True
-        difference = tokens - self.reserved_tokens
+        beyond = tokens - self.reserved_tokens  # > 0: settle_returning gave back the rest
         now = self._clock()
-        for allowance, window in self._taken:
-            if difference < 0:
-                allowance.give_back(-difference, window)
-            elif difference > 0:
-                await allowance.charge(difference, allowance.meter.window(now))
+        for allowance, _ in self._taken:
+            await allowance.charge(beyond, allowance.meter.window(now))
 
     def settle_returning(self, tokens: int) -> bool:
         """Settle at once when the call used no more than its estimate (the common case:

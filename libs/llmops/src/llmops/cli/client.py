@@ -185,18 +185,25 @@ def _error_detail(response: httpx.Response) -> str:
     return response.text.strip()[:300] or response.reason_phrase
 
 
+def add_url_argument(
+    parser: argparse.ArgumentParser, what: str, url_variable: str, default_url: str
+) -> None:
+    """`--url`, defaulting to `$url_variable` (read now) or `default_url`."""
+    now = os.environ.get(url_variable) or default_url
+    parser.add_argument(
+        "--url",
+        default=now,
+        help=f"{what} URL (default: ${url_variable} or {default_url}; now {now})",
+    )
+
+
 def internal_service_options(
     service: str, url_variable: str, default_url: str
 ) -> argparse.ArgumentParser:
     """`--url` (from `url_variable`) and `--tenant` (from `$LLMOPS_TENANT`): the parent parser
     of the commands that talk to one internal service."""
     options = argparse.ArgumentParser(add_help=False)
-    now = os.environ.get(url_variable) or default_url
-    options.add_argument(
-        "--url",
-        default=now,
-        help=f"{service} service URL (default: ${url_variable} or {default_url}; now {now})",
-    )
+    add_url_argument(options, f"{service} service", url_variable, default_url)
     options.add_argument(
         "--tenant",
         default=os.environ.get(TENANT_VARIABLE) or "default",

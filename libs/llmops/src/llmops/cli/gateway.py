@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from llmops.cli.client import CliError, ServiceClient
+from llmops.cli.client import CliError, ServiceClient, add_url_argument
 
 URL_VARIABLE = "LLMOPS_GATEWAY_URL"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -23,12 +23,7 @@ class GatewayClient(ServiceClient):
 
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     """`--url` and `--api-key`, defaulting to their environment variables (read now)."""
-    default_url = os.environ.get(URL_VARIABLE) or DEFAULT_URL
-    parser.add_argument(
-        "--url",
-        default=default_url,
-        help=f"gateway URL (default: ${URL_VARIABLE} or {DEFAULT_URL}; now {default_url})",
-    )
+    add_url_argument(parser, "gateway", URL_VARIABLE, DEFAULT_URL)
     parser.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_VARIABLE),

@@ -67,7 +67,6 @@ class HttpServerTelemetry:
         self.app = app
         self.tracer = tracer_provider.get_tracer("llmops.http.server")
         self.untraced_paths = frozenset(untraced_paths)
-        self.service = metrics.service
         self._latency: dict[tuple[str, str], Histogram] = {}
         self._requests: dict[tuple[str, str, int], Counter] = {}
         self._metrics = metrics
@@ -129,15 +128,15 @@ class HttpServerTelemetry:
     def _measure(self, scope: Scope, status: int, seconds: float) -> None:
         # Routing leaves the matched route in the scope (included routers too).
         route = str(getattr(scope.get("route"), "path", "unmatched"))
-        method = scope["method"]
+        method, service = scope["method"], self._metrics.service
         latency = self._latency.get((method, route))
         if latency is None:
-            latency = self._metrics.http_latency.labels(self.service, method, route)
+            latency = self._metrics.http_latency.labels(service, method, route)
             self._latency[(method, route)] = latency
         latency.observe(seconds)
         requests = self._requests.get((method, route, status))
         if requests is None:
-            requests = self._metrics.http_requests.labels(self.service, method, route, str(status))
+            requests = self._metrics.http_requests.labels(service, method, route, str(status))
             self._requests[(method, route, status)] = requests
         requests.inc()
 
