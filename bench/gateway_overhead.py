@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from llmops.bus.provision import ensure_topics, topic_specs
@@ -74,6 +75,7 @@ class Target:
     requests: int = 0
     errors: int = 0
     first_error: str = ""
+    outbox_backlog: list[float] = field(default_factory=list)
 
     def request(self, n: int) -> bytes:
         """The bytes of one non-streamed chat request; `n` makes every body distinct."""
@@ -373,6 +375,9 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, 
             target.c64_requests += done
             target.c64_seconds += elapsed
             rates[target.name] = done / elapsed
+            if target.name == "gateway":  # right after its busiest phase
+                metrics = await service_metrics(target.port)
+                target.outbox_backlog.append(metrics.get("llmops_events_queued", 0.0))
         say(
             f"c={args.concurrency} round {round_ + 1}: "
             + ", ".join(f"{t.name} {rates[t.name]:.0f} req/s" for t in targets)
@@ -386,12 +391,54 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, 
                 f"{target.name}: {target.errors} of {target.requests} requests failed; "
                 f"the first: {target.first_error}"
             )
-    memory = {f"{name}_rss_mb": round(rss, 1) for name, rss in rss_end.items()}
+    memory: dict[str, float] = {f"{name}_rss_mb": round(rss, 1) for name, rss in rss_end.items()}
     if "gateway" in rss_end:
         start, end = rss_start["gateway"], rss_end["gateway"]
         memory |= {"gateway_rss_start_mb": round(start, 1)}
         memory |= {"rss_growth_pct": round((end - start) / start * 100, 2)}
+        memory |= await delivered_events(next(t for t in targets if t.name == "gateway"))
     return memory
+
+
+async def service_metrics(port: int) -> dict[str, float]:
+    """A service's Prometheus samples summed by name, and by name and topic."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{port}/metrics")
+        response.raise_for_status()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            for name in (sample.name, f"{sample.name}/{sample.labels.get('topic')}"):
+                totals[name] = totals.get(name, 0.0) + sample.value
+    return totals
+
+
+async def delivered_events(gateway: Target, wait_s: float = 30.0) -> dict[str, float]:
+    """Every answered call's `llm.completions` event acknowledged by Kafka, none dropped:
+    waits (up to `wait_s`) for the outbox to send what is still queued, then counts."""
+    answered = gateway.requests - gateway.errors
+    deadline = time.monotonic() + wait_s
+    while True:
+        metrics = await service_metrics(gateway.port)
+        delivered = metrics.get("llmops_events_delivered_total/llm.completions", 0.0)
+        if delivered >= answered or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    dropped = metrics.get("llmops_events_dropped_total", 0.0)
+    say(
+        f"gateway events: {delivered:.0f} delivered for {answered} answered calls, "
+        f"{dropped:.0f} dropped; outbox backlog after each c=64 round: "
+        f"{', '.join(f'{depth:.0f}' for depth in gateway.outbox_backlog)}"
+    )
+    if dropped or delivered < answered:
+        raise RuntimeError(
+            f"the gateway lost events: {answered} calls answered, {delivered:.0f} events "
+            f"delivered, {dropped:.0f} dropped"
+        )
+    return {
+        "gateway_events_delivered": delivered,
+        "gateway_outbox_backlog_max": max(gateway.outbox_backlog, default=0.0),
+    }
 
 
 def result_of(targets: list[Target], memory: dict[str, float]) -> dict[str, Any]:

@@ -43,7 +43,6 @@ POISON_ERRORS: tuple[type[KafkaError], ...] = (
     UnsupportedForMessageFormatError,
 )
 _MAX_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MiB)
-_YIELD_EVERY = 32
 
 
 @dataclass
@@ -140,6 +139,11 @@ async def send_batch(
 
     Never raises for Kafka trouble: the outcome says which events were acknowledged,
     which the broker refused for good, and which are unsettled.
+
+    The hand-off does not yield to the event loop (about 20 µs per event; encoding the
+    batch already took longer in one go): under load every yield waits for a whole turn
+    of the loop, and yielding every few events let a saturated gateway's outbox fall
+    behind its requests without bound (bench/README.md, 2026-11-24).
     """
     outcome = SendOutcome()
     handed: list[tuple[int, asyncio.Future[Any]]] = []
@@ -158,8 +162,6 @@ async def send_batch(
                     continue
                 future.add_done_callback(_retrieve)
                 handed.append((position, future))
-                if position % _YIELD_EVERY == _YIELD_EVERY - 1:
-                    await asyncio.sleep(0)  # send() rarely suspends: let requests run
             if handed:
                 await asyncio.wait([future for _, future in handed])
     except TimeoutError as exc:

@@ -75,7 +75,7 @@ class EventOutbox:
         *,
         send_timeout_s: float | None = None,
         queue_size: int = 10_000,
-        batch_size: int = 200,
+        batch_size: int = 500,
         retry_min_s: float = 0.2,
         retry_max_s: float = 5.0,
         spool_linger_s: float = 0.02,
@@ -100,6 +100,7 @@ class EventOutbox:
         self._tracer = trace.get_tracer("llmops.bus.outbox", tracer_provider=bus.tracer_provider)
         self._metrics = bus.metrics
         self._service = bus.service
+        self._queued_gauge = bus.metrics.events_queued.labels(bus.service)
 
         self._queue: deque[_Submitted] = deque()
         self._in_flight = 0
@@ -243,6 +244,10 @@ class EventOutbox:
             await asyncio.wait_for(self._wakeup.wait(), timeout_s)
 
     def _take(self) -> list[_Submitted]:
+        # Each step waits for its acknowledgements, a few event-loop turns under load, so
+        # a backlog is taken in bigger steps (up to `batch_size`): the outbox keeps up
+        # with its callers instead of falling further behind them.
+        self._queued_gauge.set(len(self._queue))
         count = min(len(self._queue), self._batch_size)
         self._in_flight = count  # until the step that took them settles them
         return [self._queue.popleft() for _ in range(count)]

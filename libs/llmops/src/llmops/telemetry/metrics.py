@@ -71,6 +71,13 @@ class ServiceMetrics:
             ["service", "reason"],
             registry=self.registry,
         )
+        self.events_queued = Gauge(
+            "llmops_events_queued",
+            "Events in the outbox's memory queue when it last took a batch: near zero while "
+            "Kafka keeps up; growing means events arrive faster than they are sent.",
+            ["service"],
+            registry=self.registry,
+        )
         self.events_spooled = Gauge(
             "llmops_events_spooled",
             "Events waiting in the on-disk spool for Kafka to be reachable.",
