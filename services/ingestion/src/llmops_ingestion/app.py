@@ -42,7 +42,7 @@ def create_app(settings: IngestionSettings) -> FastAPI:
         await JobStore.create_indexes(context.db)
         ingest = IngestWorker(
             jobs=JobStore(context.db),
-            documents=DocumentRegistry(context.db),
+            documents=DocumentRegistry(context.db, tools.hasher.config),
             blobs=BlobStore(settings.blob_store_path),
             bus=context.bus,
             tools=tools,

@@ -5,42 +5,30 @@ drops version n's chunks); deleting a document makes an empty version. The finge
 find exact duplicates (same normalised text) and near duplicates (MinHash LSH bands)
 among the live documents of a collection.
 
-Every lookup goes by `_id`: the fingerprint and each band key of a collection are
-documents of their own (`document_fingerprints`, `document_bands`) naming the documents
-that have them. A query on any other field is a full scan on servers that push only
-`_id` filters down (FerretDB's SQLite backend), which made ingestion quadratic. That
-backend also scans the collection for every update, so keys are inserted when new (most
-band keys of a document are) and updated only when another document holds them too.
+Duplicates are looked up in a `CollectionIndex` held in memory, loaded from the
+`documents` collection (every record keeps its fingerprint, signature and bands). Each
+write to a collection's documents is numbered: after writing the document, the writer
+inserts change record n+1 (`document_changes`, `_id` "<tenant>/<collection>#<n>").
+Inserting is atomic on MongoDB and FerretDB alike (an `$inc` is not on FerretDB), so no
+two writes get one number. Before each check the index looks for the record after the
+last change it knows (one lookup by `_id`); when another process wrote, it is there, and
+the index is loaded again. Lookups by `_id` only: a query on any other field is a full
+scan on servers that push only `_id` filters down (FerretDB's SQLite backend).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from pymongo import UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops.storage import MongoDocument, insert_new
-from llmops_ingestion.dedup import MinHasher
+from llmops_ingestion.collection_index import CollectionIndex, DocumentRecord
+from llmops_ingestion.dedup import MinHashConfig
 
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    """The live version of a document."""
-
-    tenant: str
-    collection: str
-    document_id: str
-    source: str
-    version: int
-    content_sha256: str
-    fingerprint: str
-    request_event_id: str
-    deleted: bool
+__all__ = ["DocumentRecord", "DocumentRegistry", "DocumentVersion"]
 
 
 @dataclass(frozen=True)
@@ -57,79 +45,64 @@ class DocumentVersion:
 
 
 class DocumentRegistry:
-    """The `documents` collection: one record per (tenant, document id)."""
+    """The `documents` collection (one record per (tenant, document id)) and, per
+    collection, the in-memory index of its live documents."""
 
-    def __init__(self, db: AsyncDatabase[MongoDocument]) -> None:
+    def __init__(self, db: AsyncDatabase[MongoDocument], config: MinHashConfig) -> None:
         self._documents = db["documents"]
-        self._fingerprints = db["document_fingerprints"]
-        self._bands = db["document_bands"]
+        self._changes = db["document_changes"]
+        self._config = config
+        self._indexes: dict[str, CollectionIndex] = {}
 
     @staticmethod
     def _key(tenant: str, document_id: str) -> str:
         return f"{tenant}/{document_id}"
 
     @staticmethod
-    def _scoped(tenant: str, collection: str, value: str) -> str:
-        return f"{tenant}/{collection}/{value}"
+    def _scope(tenant: str, collection: str) -> str:
+        return f"{tenant}/{collection}"
 
     async def current(self, tenant: str, document_id: str) -> DocumentRecord | None:
         found = await self._documents.find_one({"_id": self._key(tenant, document_id)})
         return None if found is None else _record(found)
 
-    async def exact_duplicate(
-        self, tenant: str, collection: str, fingerprint: str, *, excluding: str
-    ) -> DocumentRecord | None:
-        """A live document of the collection with the same normalised text."""
-        holders = await self._fingerprints.find_one(
-            {"_id": self._scoped(tenant, collection, fingerprint)}
-        )
-        for document_id in holders["documents"] if holders else []:
-            if document_id == excluding:
-                continue
-            record = await self.current(tenant, document_id)
-            if record and not record.deleted and record.fingerprint == fingerprint:
-                return record
-        return None
+    async def collection(self, tenant: str, collection: str) -> CollectionIndex:
+        """The collection's live documents, as of now (loaded again if another process
+        changed them). Hold the collection's registration lock while using it."""
+        scope = self._scope(tenant, collection)
+        index = self._indexes.get(scope)
+        if index is not None and not await self._taken(scope, index.changes + 1):
+            return index
+        # The last number first, then the documents: a change's document is written before
+        # its number is taken, so the index holds at least every change up to `changes`.
+        changes = await self._last_change(scope, 0 if index is None else index.changes)
+        index = CollectionIndex(changes, self._config)
+        query = {"tenant": tenant, "collection": collection, "deleted": False}
+        async for found in self._documents.find(query):
+            index.put(_record(found), found["signature"], found["bands"])
+        self._indexes[scope] = index
+        return index
 
-    async def near_duplicate(
-        self,
-        tenant: str,
-        collection: str,
-        signature: Sequence[int],
-        bands: Sequence[str],
-        *,
-        excluding: str,
-        threshold: float,
-    ) -> tuple[DocumentRecord, float] | None:
-        """The most similar live document sharing an LSH band, if similar enough."""
-        lookups = [
-            self._bands.find_one({"_id": self._scoped(tenant, collection, band)}) for band in bands
-        ]
-        candidates: set[str] = set()
-        for holders in await asyncio.gather(*lookups):
-            candidates.update(holders["documents"] if holders else ())
-        candidates.discard(excluding)
-        best: tuple[DocumentRecord, float] | None = None
-        for document_id in sorted(candidates):
-            found = await self._documents.find_one({"_id": self._key(tenant, document_id)})
-            if found is None or found.get("deleted") or not set(bands) & set(found["bands"]):
-                continue  # gone, or no longer has the band (changed since)
-            if len(found["signature"]) != len(signature):
-                continue  # written under another MinHash configuration: not comparable
-            similarity = MinHasher.similarity(signature, found["signature"])
-            if similarity >= threshold and (best is None or similarity > best[1]):
-                best = (_record(found), similarity)
-        return best
+    async def _taken(self, scope: str, number: int) -> bool:
+        """Whether change `number` of the collection was written."""
+        return await self._changes.find_one({"_id": f"{scope}#{number}"}) is not None
+
+    async def _last_change(self, scope: str, known: int) -> int:
+        """The highest change number taken, in O(log n) lookups: numbers are taken in
+        order, so 1..n all exist and none above."""
+        low, step = known, 1  # `low` exists (or is 0)
+        while await self._taken(scope, low + step):
+            low, step = low + step, step * 2
+        high = low + step  # does not exist
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if await self._taken(scope, middle) else (low, middle)
+        return low
 
     async def write_version(
         self, tenant: str, collection: str, document_id: str, version: int, new: DocumentVersion
     ) -> None:
         """Make `version` the live one (idempotent: a redelivery writes the same fields)."""
-        keys = [self._scoped(tenant, collection, new.fingerprint)]
-        await self._hold(self._fingerprints, keys, document_id)
-        await self._hold(
-            self._bands, [self._scoped(tenant, collection, band) for band in new.bands], document_id
-        )
         fields = {
             "tenant": tenant,
             "collection": collection,
@@ -148,34 +121,43 @@ class DocumentRegistry:
         key = self._key(tenant, document_id)
         if await insert_new(self._documents, [{"_id": key, **fields}]):
             await self._documents.update_one({"_id": key}, {"$set": fields})
-
-    @staticmethod
-    async def _hold(
-        index: AsyncCollection[MongoDocument], keys: Sequence[str], document_id: str
-    ) -> None:
-        """Add `document_id` to the holders of each key (idempotent)."""
-        taken = await insert_new(index, [{"_id": key, "documents": [document_id]} for key in keys])
-        if taken:
-            holds = {"$addToSet": {"documents": document_id}}
-            await index.bulk_write(
-                [UpdateOne({"_id": key}, holds) for key in sorted(taken)], ordered=False
-            )
+        await self._count_change(tenant, collection, _record(fields), new.signature, new.bands)
 
     async def write_deletion(self, record: DocumentRecord, version: int) -> None:
         """Record the empty version that removes the document from search."""
+        fields = {
+            "version": version,
+            "deleted": True,
+            "fingerprint": "",
+            "bands": [],
+            "signature": [],
+            "updated_at": datetime.now(UTC),
+        }
         await self._documents.update_one(
-            {"_id": self._key(record.tenant, record.document_id)},
-            {
-                "$set": {
-                    "version": version,
-                    "deleted": True,
-                    "fingerprint": "",
-                    "bands": [],
-                    "signature": [],
-                    "updated_at": datetime.now(UTC),
-                }
-            },
+            {"_id": self._key(record.tenant, record.document_id)}, {"$set": fields}
         )
+        deleted = replace(record, version=version, deleted=True)
+        await self._count_change(record.tenant, record.collection, deleted, [], [])
+
+    async def _count_change(
+        self,
+        tenant: str,
+        collection: str,
+        record: DocumentRecord,
+        signature: Sequence[int],
+        bands: Sequence[str],
+    ) -> None:
+        """Number this write; keep the loaded index if no other write came in between."""
+        scope = self._scope(tenant, collection)
+        index = self._indexes.get(scope) or await self.collection(tenant, collection)
+        number = index.changes + 1
+        while await insert_new(self._changes, [{"_id": f"{scope}#{number}"}]):
+            number += 1  # another process took it: its write is not in this index
+        if number == index.changes + 1:
+            index.changes = number
+            index.put(record, signature, bands)
+        else:
+            del self._indexes[scope]  # loaded again, with both writes, before the next check
 
 
 def _record(found: MongoDocument) -> DocumentRecord:

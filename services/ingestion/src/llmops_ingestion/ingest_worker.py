@@ -253,15 +253,12 @@ class IngestWorker:
     ) -> _Registered | _Duplicate:
         """The duplicate this document is skipped as, or the version it is registered under."""
         request, tenant = event.data, event.tenant
-        duplicate = await self._documents.exact_duplicate(
-            tenant, request.collection, prepared.fingerprint, excluding=request.document_id
-        )
+        index = await self._documents.collection(tenant, request.collection)
+        duplicate = index.exact_duplicate(prepared.fingerprint, excluding=request.document_id)
         if duplicate is not None:
             detail = f"same text as {duplicate.source} ({duplicate.document_id})"
             return _Duplicate(DUPLICATE_REASON, detail, duplicate, 1.0)
-        found = await self._documents.near_duplicate(
-            tenant,
-            request.collection,
+        found = index.near_duplicate(
             prepared.signature,
             prepared.bands,
             excluding=request.document_id,

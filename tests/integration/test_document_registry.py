@@ -1,0 +1,115 @@
+"""The document registry's in-memory index stays true to the database: loaded from it,
+kept current by its own writes, and loaded again when another process wrote."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from llmops_ingestion.dedup import MinHashConfig, MinHasher, content_fingerprint
+from llmops_ingestion.document_registry import DocumentRegistry, DocumentVersion
+
+HASHER = MinHasher()
+ARTICLE = (
+    "To change the billing address on an invoice, open Billing, choose the invoice, "
+    "select Edit address and save. Invoices already paid keep the address they were "
+    "issued with; a corrected copy can be requested from support within 30 days. "
+) * 3
+
+
+@pytest.fixture
+async def db(mongo_url: str, mongo_database: str) -> AsyncIterator[AsyncDatabase[Any]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    yield client[mongo_database]
+    await client.close()
+
+
+def version_of(text: str, source: str) -> DocumentVersion:
+    signature = HASHER.signature(text)
+    return DocumentVersion(
+        source=source,
+        content_sha256=source,
+        fingerprint=content_fingerprint(text),
+        signature=signature,
+        bands=HASHER.band_keys(signature),
+        request_event_id=f"event-{source}",
+        job_id="job",
+    )
+
+
+async def test_a_registry_sees_what_another_process_wrote(db: AsyncDatabase[Any]) -> None:
+    here, there = DocumentRegistry(db, MinHashConfig()), DocumentRegistry(db, MinHashConfig())
+    fingerprint = content_fingerprint(ARTICLE)
+    assert (await here.collection("acme", "kb")).exact_duplicate(fingerprint, excluding="x") is None
+
+    await there.write_version("acme", "kb", "billing", 1, version_of(ARTICLE, "billing.md"))
+
+    found = (await here.collection("acme", "kb")).exact_duplicate(fingerprint, excluding="x")
+    assert found is not None
+    assert (found.document_id, found.version, found.source) == ("billing", 1, "billing.md")
+    edited = ARTICLE.replace("30 days", "60 days")
+    signature = HASHER.signature(edited)
+    near = (await here.collection("acme", "kb")).near_duplicate(
+        signature, HASHER.band_keys(signature), excluding="copy", threshold=0.5
+    )
+    assert near is not None
+    assert near[0].document_id == "billing"
+    # other tenants and collections see none of it
+    assert (await here.collection("acme", "other")).exact_duplicate(
+        fingerprint, excluding="x"
+    ) is None
+    assert (await here.collection("globex", "kb")).exact_duplicate(
+        fingerprint, excluding="x"
+    ) is None
+
+
+async def test_own_writes_and_deletions_keep_the_loaded_index_current(
+    db: AsyncDatabase[Any],
+) -> None:
+    registry = DocumentRegistry(db, MinHashConfig())
+    index = await registry.collection("acme", "kb")
+    await registry.write_version("acme", "kb", "billing", 1, version_of(ARTICLE, "billing.md"))
+    assert await registry.collection("acme", "kb") is index  # nobody else wrote: no reload
+    assert index.exact_duplicate(content_fingerprint(ARTICLE), excluding="x") is not None
+
+    record = await registry.current("acme", "billing")
+    assert record is not None
+    await registry.write_deletion(record, 2)
+    assert await registry.collection("acme", "kb") is index
+    assert index.exact_duplicate(content_fingerprint(ARTICLE), excluding="x") is None
+    reloaded = await DocumentRegistry(db, MinHashConfig()).collection("acme", "kb")
+    assert len(reloaded) == 0
+    current = await registry.current("acme", "billing")
+    assert current is not None
+    assert (current.version, current.deleted) == (2, True)
+
+
+async def test_two_processes_writing_at_once_each_see_the_other(db: AsyncDatabase[Any]) -> None:
+    first, second = DocumentRegistry(db, MinHashConfig()), DocumentRegistry(db, MinHashConfig())
+    await first.collection("acme", "kb")
+    await second.collection("acme", "kb")  # both loaded before either wrote
+    one, two = ARTICLE, ARTICLE.replace("Billing", "Accounts") + " Refunds take 5 days."
+
+    await first.write_version("acme", "kb", "one", 1, version_of(one, "one.md"))
+    await second.write_version("acme", "kb", "two", 1, version_of(two, "two.md"))
+
+    for registry in (first, second):
+        index = await registry.collection("acme", "kb")
+        assert len(index) == 2
+        assert index.changes == 2
+        assert index.exact_duplicate(content_fingerprint(one), excluding="x") is not None
+        assert index.exact_duplicate(content_fingerprint(two), excluding="x") is not None
+
+
+async def test_a_new_process_finds_the_last_change_number(db: AsyncDatabase[Any]) -> None:
+    writer = DocumentRegistry(db, MinHashConfig())
+    for n in range(37):
+        text = f"{ARTICLE} Article {n}."
+        await writer.write_version("acme", "kb", f"doc-{n}", 1, version_of(text, f"{n}.md"))
+    index = await DocumentRegistry(db, MinHashConfig()).collection("acme", "kb")
+    assert index.changes == 37
+    assert len(index) == 37
