@@ -162,6 +162,14 @@ def test_batches_sorted_by_length_keep_the_input_order(cache_dir: Path) -> None:
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
+@pytest.mark.parametrize(("spin", "entry"), [(False, "0"), (True, "1")])
+def test_onnx_threads_busy_wait_only_when_asked(cache_dir: Path, spin: bool, entry: str) -> None:
+    encoder = load_dense_encoder(MODEL, cache_dir=cache_dir, threads=2, spin_threads=spin)
+    options = encoder._session.get_session_options()  # type: ignore[attr-defined]
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+    assert encoder.encode(["still encodes"]).shape == (1, encoder.dimension)
+
+
 def test_a_second_load_reuses_the_export(
     cache_dir: Path,
     encoders: dict[EmbeddingBackend, DenseEncoder],

@@ -30,6 +30,7 @@ def load_encoder(settings: IndexerSettings) -> DenseEncoder:
         cache_dir=settings.model_cache_dir,
         batch_size=settings.embedding_batch_size,
         threads=settings.embedding_threads,
+        spin_threads=settings.embedding_thread_spinning,
     )
 
 

@@ -91,6 +91,8 @@ class ChunkIndexer:
     async def _arrived(self, key: str, batch: ChunkBatch) -> dict[str, int]:
         """Record that this batch of a version is indexed; chunk counts of all that are."""
         index, chunks = str(batch.batch_index), len(batch.chunks)
+        if batch.batch_count == 1:
+            return {index: chunks}  # the only batch: nothing to wait for, nothing to record
         if not await insert_new(self._progress, [{"_id": key, "chunks": {index: chunks}}]):
             return {index: chunks}
         arrived = await self._progress.find_one_and_update(

@@ -41,6 +41,7 @@ from llmops_ingestion.job_store import FINAL_JOB_STATES, ItemRecord, JobRecord, 
 
 _log = get_logger(__name__)
 _PUBLISH_CONCURRENCY = 64
+_RUNNING_JOBS_KEPT = 256
 UNCHANGED_REASON = "unchanged"
 MISSING_CONTENT_REASON = "missing_content"
 PROCESSING_ERROR_REASON = "processing_error"
@@ -96,6 +97,7 @@ class IngestWorker:
         self._tools = tools
         self._chunks_per_batch = chunks_per_batch
         self._registrations = KeyedLocks()
+        self._running_jobs: dict[str, JobRecord] = {}
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -166,12 +168,30 @@ class IngestWorker:
             return  # redelivered after it was settled
         # CHUNKED: redelivered after its chunks may or may not have been published; the
         # same version is published again (same chunk ids, so the indexer changes nothing).
-        job = await self._jobs.job(request.job_id)
+        job = await self._running_job(request.job_id)
+        if job is not None:
+            await self._ingest(event, record, job)
+
+    async def _running_job(self, job_id: str) -> JobRecord | None:
+        """The job, started if it was queued; None once it is final.
+
+        A running job's id, tenant, collection and options never change, so each process
+        reads it once (the job document grows with its outcome maps): an item that is not
+        final yet means the job is not final either.
+        """
+        job = self._running_jobs.get(job_id)
+        if job is not None:
+            return job
+        job = await self._jobs.job(job_id)
         if job.state in FINAL_JOB_STATES:
-            return
-        if job.state is IngestJobState.QUEUED and await self._jobs.start(job.job_id):
-            await self._announce(await self._jobs.job(job.job_id))
-        await self._ingest(event, record, job)
+            return None
+        if job.state is IngestJobState.QUEUED and await self._jobs.start(job_id):
+            job = await self._jobs.job(job_id)
+            await self._announce(job)
+        if len(self._running_jobs) >= _RUNNING_JOBS_KEPT:
+            del self._running_jobs[next(iter(self._running_jobs))]  # the oldest
+        self._running_jobs[job_id] = job
+        return job
 
     async def _ingest(
         self, event: Envelope[IngestRequested], record: ItemRecord, job: JobRecord

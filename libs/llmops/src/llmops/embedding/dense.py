@@ -70,17 +70,29 @@ def load_dense_encoder(
     cache_dir: Path,
     batch_size: int = 64,
     threads: int | None = None,
+    spin_threads: bool = False,
 ) -> DenseEncoder:
     """A dense encoder for `model` on `backend`; ONNX exports are made once under `cache_dir`.
 
     `threads` caps intra-op CPU threads (None keeps the library default); on torch this
-    is `torch.set_num_threads`, which applies to the whole process.
+    is `torch.set_num_threads`, which applies to the whole process. `spin_threads` lets
+    onnxruntime's threads busy-wait between operators (its default): ~3 % faster on cores
+    of their own, but CPU burnt that the process's other work and its neighbours need
+    when they share the cores: off, the ingest pipeline on 2 cores went from 41.6 to
+    50.5 chunks/s (the indexer's CPU from 201 to 149 s for 6,000 chunks).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if backend is EmbeddingBackend.TORCH:
         return _TorchEncoder(model, batch_size=batch_size, threads=threads)
-    return _OnnxEncoder(model, backend, cache_dir=cache_dir, batch_size=batch_size, threads=threads)
+    return _OnnxEncoder(
+        model,
+        backend,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        threads=threads,
+        spin_threads=spin_threads,
+    )
 
 
 class _TorchEncoder:
@@ -126,6 +138,7 @@ class _OnnxEncoder:
         cache_dir: Path,
         batch_size: int,
         threads: int | None,
+        spin_threads: bool,
     ) -> None:
         import onnxruntime  # type: ignore[import-untyped]  # no type hints; lazy: optional
 
@@ -136,6 +149,9 @@ class _OnnxEncoder:
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spin_threads else "0"
+        )
         available = onnxruntime.get_available_providers()
         providers = [
             name for name in ("CUDAExecutionProvider", "CPUExecutionProvider") if name in available
