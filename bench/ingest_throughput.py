@@ -42,7 +42,7 @@ from llmops.blobs import BlobStore
 from llmops.bus.provision import ensure_topics, topic_specs
 from llmops.embedding.models import load_tokenizer, resolve_model_dir
 from llmops.embedding.sparse import Bm25Encoder
-from llmops.events.catalog import CONTRACTS, Chunk, IngestJobState, Topic
+from llmops.events.catalog import CONTRACTS, Chunk, IngestJobProgress, IngestJobState, Topic
 from llmops.events.codec import EventCodec
 from llmops.rag.ids import document_id_for, vector_collection_name
 from llmops.rag.jobs import CollectionOptions, DocumentSubmission, JobSubmission
@@ -172,18 +172,22 @@ async def run_pipeline(
             response = await client.post("/v1/jobs", json=submission.model_dump(mode="json"))
             response.raise_for_status()
             job_id = response.json()["job_id"]
-            await final_status(status, job_id)
+            final = await final_status(status, job_id)
             elapsed_s = time.perf_counter() - started
-            answer = await client.get(f"/v1/jobs/{job_id}", params={"items": "false"})
-            answer.raise_for_status()
+            while True:  # the job record is written just after its final event
+                answer = await client.get(f"/v1/jobs/{job_id}", params={"items": "false"})
+                answer.raise_for_status()
+                job: dict[str, Any] = answer.json()
+                if job["state"] == final.value:
+                    break
+                await asyncio.sleep(0.05)
     finally:
         await status.stop()
-    job: dict[str, Any] = answer.json()
     job["elapsed_s"] = elapsed_s
     return job
 
 
-async def final_status(consumer: AIOKafkaConsumer, job_id: str) -> None:
+async def final_status(consumer: AIOKafkaConsumer, job_id: str) -> IngestJobState:
     """Wait for the job's final progress event (published before the job record says so)."""
     codec = EventCodec(CONTRACTS[Topic.DOCS_INGEST_STATUS], WireFormat.JSON)  # either format
     final = {IngestJobState.COMPLETED, IngestJobState.COMPLETED_WITH_ERRORS, IngestJobState.FAILED}
@@ -192,9 +196,9 @@ async def final_status(consumer: AIOKafkaConsumer, job_id: str) -> None:
         for records in polled.values():
             for record in records:
                 headers = {name: value.decode() for name, value in record.headers}
-                progress = codec.decode(record.value, headers).data
+                progress: IngestJobProgress = codec.decode(record.value, headers).data
                 if progress.job_id == job_id and progress.state in final:
-                    return
+                    return progress.state
 
 
 async def recall_at_5(labelled: list[LabelledQuestion]) -> float:
