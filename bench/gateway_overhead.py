@@ -401,14 +401,17 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, 
 
 
 async def service_metrics(port: int) -> dict[str, float]:
-    """A service's Prometheus samples summed by name, and by name and topic."""
+    """A service's Prometheus samples summed by name, and by "name/topic" where they have one."""
     async with httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{port}/metrics")
         response.raise_for_status()
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
-            for name in (sample.name, f"{sample.name}/{sample.labels.get('topic')}"):
+            names = [sample.name]
+            if "topic" in sample.labels:
+                names.append(f"{sample.name}/{sample.labels['topic']}")
+            for name in names:
                 totals[name] = totals.get(name, 0.0) + sample.value
     return totals
 

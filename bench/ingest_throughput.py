@@ -60,6 +60,7 @@ from llmops_ingestion.chunking import TokenizerCounter
 from llmops_ingestion.dedup import MinHasher
 from llmops_ingestion.document_pipeline import PipelineTools, prepare_document
 from llmops_ingestion.extraction import ExtractionLimits
+from llmops_ingestion.job_store import FINAL_JOB_STATES
 
 TENANT = "bench"
 COLLECTION = "kb"
@@ -190,14 +191,13 @@ async def run_pipeline(
 async def final_status(consumer: AIOKafkaConsumer, job_id: str) -> IngestJobState:
     """Wait for the job's final progress event (published before the job record says so)."""
     codec = EventCodec(CONTRACTS[Topic.DOCS_INGEST_STATUS], WireFormat.JSON)  # either format
-    final = {IngestJobState.COMPLETED, IngestJobState.COMPLETED_WITH_ERRORS, IngestJobState.FAILED}
     while True:
         polled = await consumer.getmany(timeout_ms=200)
         for records in polled.values():
             for record in records:
                 headers = {name: value.decode() for name, value in record.headers}
                 progress: IngestJobProgress = codec.decode(record.value, headers).data
-                if progress.job_id == job_id and progress.state in final:
+                if progress.job_id == job_id and progress.state in FINAL_JOB_STATES:
                     return progress.state
 
 

@@ -249,7 +249,7 @@ class Admission:
         if self.settle_returning(tokens):
             return
         self._settled = True
-        beyond = tokens - self.reserved_tokens  # > 0: settle_returning gave back the rest
+        beyond = tokens - self.reserved_tokens  # > 0, or settle_returning settled it
         now = self._clock()
         for allowance, _ in self._taken:
             await allowance.charge(beyond, allowance.meter.window(now))

@@ -9,7 +9,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 _OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
@@ -20,8 +20,9 @@ def configure_tracing(
     """Build the service's tracer provider; the caller passes it to what it instruments.
 
     Spans are exported over OTLP/HTTP when an OTLP endpoint is configured, printed when
-    `OTEL_TRACES_EXPORTER=console`, and otherwise not recorded: their ids still
-    correlate logs and travel in `traceparent` headers. The
+    `OTEL_TRACES_EXPORTER=console`, and otherwise not recorded unless a caller's
+    `traceparent` says its trace is sampled: their ids still correlate logs and travel
+    in `traceparent` headers. The
     provider is returned rather than installed globally so tests can run several
     services in one process, each with its own.
     """
@@ -37,10 +38,13 @@ def configure_tracing(
         processors.append(BatchSpanProcessor(OTLPSpanExporter()))
     if "console" in exporters:
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
-    # Spans nobody exports are not recorded: they still carry trace and span ids (logs,
-    # `traceparent` on responses and outgoing calls), at a fraction of a recording
-    # span's cost (~15 µs each on the gateway's hot path, ADR 14).
-    provider = TracerProvider(resource=resource, sampler=None if processors else ALWAYS_OFF)
+    # Traces this service starts and nobody exports are not recorded: their spans still
+    # carry trace and span ids (logs, `traceparent` on responses and outgoing calls), at
+    # a fraction of a recording span's cost (~15 µs each on the gateway's hot path,
+    # ADR 14). A caller's sampled trace stays sampled, so services downstream that
+    # export it still get their part of it.
+    sampler = None if processors else ParentBased(root=ALWAYS_OFF)
+    provider = TracerProvider(resource=resource, sampler=sampler)
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
