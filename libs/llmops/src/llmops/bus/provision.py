@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
+import time
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import (
+    InvalidPartitionsError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from llmops.events.catalog import CONTRACTS
 
@@ -64,12 +72,21 @@ def topic_specs(config: Mapping[str, Any], prefix: str = "") -> list[TopicSpec]:
     return specs
 
 
-async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> dict[str, str]:
+class ProvisionError(RuntimeError):
+    """The broker refused to create or grow a topic."""
+
+
+async def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec], *, settle_timeout_s: float = 30.0
+) -> dict[str, str]:
     """Create missing topics and grow partitions where config asks for more.
 
     Idempotent: returns what happened to each topic (`created`, `grown`, `exists`).
     Partitions are never reduced (Kafka cannot), and existing retention is left to
-    the operator, who may have tuned it on purpose.
+    the operator, who may have tuned it on purpose. A topic that another client creates
+    meanwhile (or that the broker's metadata does not list yet) is grown like any
+    existing one; any other refusal raises `ProvisionError`. It returns once the broker's
+    metadata describes every topic with its partitions, so consumers started next see them.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="llmops-topics")
     await admin.start()
@@ -77,34 +94,74 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> d
         wanted = {spec.name: spec for spec in specs}
         existing = set(await admin.list_topics())
         missing = [spec for name, spec in wanted.items() if name not in existing]
-        outcome = {name: "exists" for name in wanted if name in existing}
-        if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        spec.name,
-                        spec.partitions,
-                        spec.replication_factor,
-                        topic_configs={"retention.ms": str(spec.retention_ms)},
-                    )
-                    for spec in missing
-                ]
-            )
-            outcome |= {spec.name: "created" for spec in missing}
-        present = [name for name in wanted if name in existing]
-        if present:
-            described = await admin.describe_topics(present)
-            grow = {
-                info["topic"]: NewPartitions(wanted[info["topic"]].partitions)
-                for info in described
-                if len(info["partitions"]) < wanted[info["topic"]].partitions
-            }
-            if grow:
+        outcome = await _create(admin, missing) if missing else {}
+        present = [name for name in wanted if name not in outcome]
+        counts = await _described(admin, dict.fromkeys(present, 1), settle_timeout_s)
+        grow = {
+            name: NewPartitions(wanted[name].partitions)
+            for name in present
+            if counts[name] < wanted[name].partitions
+        }
+        if grow:
+            with contextlib.suppress(InvalidPartitionsError):  # grown meanwhile: checked next
                 await admin.create_partitions(grow)
-                outcome |= dict.fromkeys(grow, "grown")
-        return outcome
+        for name in present:
+            outcome[name] = "grown" if name in grow else "exists"
+        minimum = {name: spec.partitions for name, spec in wanted.items()}
+        await _described(admin, minimum, settle_timeout_s)
+        return {name: outcome[name] for name in wanted}
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[str, str]:
+    """Create `specs`; those that exist already (created meanwhile) are left out."""
+    response = await admin.create_topics(
+        [
+            NewTopic(
+                spec.name,
+                spec.partitions,
+                spec.replication_factor,
+                topic_configs={"retention.ms": str(spec.retention_ms)},
+            )
+            for spec in specs
+        ]
+    )
+    created = {}
+    for name, code, message, *_ in response.topic_errors:
+        if code == 0:
+            created[name] = "created"
+        elif code != TopicAlreadyExistsError.errno:
+            error = for_code(code).__name__
+            raise ProvisionError(f"could not create topic {name}: {error}: {message}")
+    return created
+
+
+async def _described(
+    admin: AIOKafkaAdminClient, minimum: dict[str, int], timeout_s: float
+) -> dict[str, int]:
+    """Each topic's partition count, once the broker's metadata describes each with at
+    least `minimum` partitions (a topic created or grown a moment ago may lag there)."""
+    counts: dict[str, int] = {}
+    waiting = list(minimum)
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        lagging = {}
+        for info in await admin.describe_topics(waiting):
+            name, partitions = info["topic"], len(info["partitions"])
+            if info["error_code"] == 0 and partitions >= minimum[name]:
+                counts[name] = partitions
+            elif info["error_code"] == 0:
+                lagging[name] = f"{partitions} of {minimum[name]} partitions"
+            else:
+                lagging[name] = for_code(info["error_code"]).__name__
+        waiting = list(lagging)
+        if waiting and time.monotonic() >= deadline:
+            msg = f"the broker's metadata did not settle in {timeout_s:.0f}s: {lagging}"
+            raise ProvisionError(msg)
+        if waiting:
+            await asyncio.sleep(0.1)
+    return counts
 
 
 def load_config(path: Path | None) -> dict[str, Any]:
@@ -144,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         specs = topic_specs(load_config(config_path), prefix=args.prefix)
         outcome = asyncio.run(ensure_topics(args.bootstrap_servers, specs))
-    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, tomllib.TOMLDecodeError, KafkaError, ProvisionError) as exc:
         print(f"llmops-topics: {exc}", file=sys.stderr)
         return 2
     created = sorted(name for name, state in outcome.items() if state != "exists")
