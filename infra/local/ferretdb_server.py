@@ -3,7 +3,8 @@
 The binary is built once from the module pinned in ``infra/local/ferretdb`` (``go.mod``,
 ``go.sum``, ``tools.go``). ``go install ...@v1.24.0`` cannot be used: it asks the module proxy
 for the version list, which is refused here. Vendoring a pinned module works, and the build
-happens in a temporary copy so no ``vendor/`` lands in the repository.
+happens in a temporary copy so no ``vendor/`` lands in the repository. The vendored source
+gets the fixes in ``ferretdb_patches`` first (ADR 0015: `_id` lookups use the `_id` index).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from infra.local.config import FERRETDB_VERSION, StackConfig, redact
+from infra.local.ferretdb_patches import apply_patches, patches_digest
 from infra.local.processes import (
     Managed,
     PortClaim,
@@ -34,7 +36,8 @@ MODULE_FILES = ("go.mod", "go.sum", "tools.go")
 PACKAGE = "github.com/FerretDB/FerretDB/cmd/ferretdb"
 # FerretDB embeds build/version/*.txt; without version.txt the binary panics at start
 # ("Invalid build/version/version.txt"). Release builds generate it; we write it.
-VERSION_FILE = Path("vendor/github.com/FerretDB/FerretDB/build/version/version.txt")
+VENDORED = Path("vendor/github.com/FerretDB/FerretDB")
+VERSION_FILE = VENDORED / "build/version/version.txt"
 SOURCE_DIGEST = ".source-sha256"
 
 
@@ -42,6 +45,7 @@ def _module_digest() -> str:
     digest = hashlib.sha256()
     for name in MODULE_FILES:
         digest.update((MODULE_DIR / name).read_bytes())
+    digest.update(patches_digest())
     return digest.hexdigest()
 
 
@@ -82,6 +86,7 @@ def ensure_binary(config: StackConfig, report: Report) -> None:
             shutil.copy2(MODULE_DIR / name, build_dir / name)
         _go([go, "mod", "vendor"], build_dir, env, "go mod vendor (FerretDB)")
         (build_dir / VERSION_FILE).write_text(f"v{FERRETDB_VERSION}\n")
+        apply_patches(build_dir / VENDORED)
         output = build_dir / "ferretdb"
         build_env = {**env, "GOFLAGS": "-mod=vendor -buildvcs=false"}
         _go(
