@@ -47,7 +47,7 @@ class _RecordingEncoder:
 
 async def test_concurrent_calls_are_encoded_together_in_order_per_caller() -> None:
     encoder = _RecordingEncoder()
-    batcher = EncodeBatcher(encoder, batch_size=8)
+    batcher = EncodeBatcher(encoder, window=8)
     calls = [[f"{chr(97 + n)}{'x' * k}" for k in range(3)] for n in range(10)]
     try:
         results = await asyncio.gather(*(batcher.encode(texts) for texts in calls))
@@ -66,7 +66,7 @@ async def test_concurrent_calls_are_encoded_together_in_order_per_caller() -> No
 
 async def test_an_encoder_error_reaches_the_callers_of_its_batch_only() -> None:
     encoder = _RecordingEncoder(fail_on="bad")
-    batcher = EncodeBatcher(encoder, batch_size=2)
+    batcher = EncodeBatcher(encoder, window=2)
     try:
         outcomes = await asyncio.gather(
             batcher.encode(["good"]),
@@ -86,7 +86,7 @@ async def test_an_encoder_error_reaches_the_callers_of_its_batch_only() -> None:
 
 async def test_no_texts_need_no_model_and_a_closed_batcher_refuses() -> None:
     encoder = _RecordingEncoder()
-    batcher = EncodeBatcher(encoder, batch_size=4)
+    batcher = EncodeBatcher(encoder, window=4)
     assert (await batcher.encode([])).shape == (0, 2)
     assert encoder.calls == []
     await batcher.close()

@@ -210,7 +210,7 @@ class AnswerScorer:
                     msg = "no embedding model is configured"
                     raise MetricUnavailableError(msg)
                 encoder = await asyncio.to_thread(self._load_encoder)
-                self._batcher = EncodeBatcher(encoder, batch_size=self._batch_size)
+                self._batcher = EncodeBatcher(encoder, window=self._batch_size)
             return self._batcher
 
 

@@ -44,7 +44,7 @@ def create_app(settings: IndexerSettings) -> FastAPI:
         dense = await asyncio.to_thread(load_encoder, settings)
         sparse = Bm25Encoder()
         retriever.set(Retriever(store=store, dense=dense, sparse=sparse))
-        batcher = EncodeBatcher(dense, batch_size=settings.embedding_batch_size)
+        batcher = EncodeBatcher(dense, window=settings.embedding_window)
         context.resources.push_async_callback(batcher.close)
         indexer = ChunkIndexer(
             store=store,

@@ -23,8 +23,28 @@ class IndexerSettings(ServiceSettings):
         description="torch (sentence-transformers), onnx, or onnx-int8 (onnxruntime directly).",
     )
     embedding_batch_size: int = Field(16, ge=1, le=1024, description="Texts per forward pass.")
+    embedding_window: int = Field(
+        128,
+        ge=1,
+        le=8192,
+        description=(
+            "Chunks encoded per encoder call, gathered from the documents being indexed at "
+            "once and sorted by length so each forward pass carries little padding."
+        ),
+    )
     embedding_threads: int | None = Field(
         None, ge=1, description="CPU threads for embedding; default: all cores."
+    )
+    consumer_concurrency: int = Field(
+        32,
+        ge=1,
+        le=256,
+        validation_alias="CONSUMER_CONCURRENCY",
+        description=(
+            "Chunk batches handled at once (other services default to 8): their chunks fill "
+            "the encoder's window while the previous window is encoded. Measured, 1,000 "
+            "documents on 2 cores: 73 chunks/s at 8, 90 at 32, 88 at 64."
+        ),
     )
     embedding_thread_spinning: bool = Field(
         False,

@@ -1,11 +1,16 @@
-"""Coalesce concurrent encode calls into full batches on one thread.
+"""Coalesce concurrent encode calls into large encoder calls on one thread.
 
 The indexer handles several chunk batches at once, each a handful of chunks (one
 document's). Encoding each on its own would run many small model batches side by side,
 every one asking the CPU for all its cores. `EncodeBatcher` instead queues the calls and
-encodes what has queued as one call of up to `batch_size` texts, one call at a time on
-a dedicated thread: full batches, no oversubscription, and the event loop stays free
-for the database and Kafka work around it.
+encodes what has queued as one encoder call of up to `window` texts, one call at a time
+on a dedicated thread: no oversubscription, and the event loop stays free for the
+database and Kafka work around it.
+
+The encoder sorts a call's texts by length before cutting its model batches, so a wide
+window also means little padding. Measured on the ingest benchmark's chunks (onnx-int8,
+model batches of 16, 2 cores): 80 chunks/s when each call is 16 texts in arrival order,
+106 with windows of 32, 149 with 128, 179 with all 6,000 texts in one call.
 """
 
 from __future__ import annotations
@@ -32,11 +37,11 @@ class _Request:
 class EncodeBatcher:
     """`await batcher.encode(texts)`: the same rows `encoder.encode(texts)` returns."""
 
-    def __init__(self, encoder: DenseEncoder, *, batch_size: int) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+    def __init__(self, encoder: DenseEncoder, *, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"window must be positive, got {window}")
         self._encoder = encoder
-        self._batch_size = batch_size
+        self._window = window
         self._queue: deque[_Request] = deque()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self._worker: asyncio.Task[None] | None = None
@@ -88,10 +93,10 @@ class EncodeBatcher:
                 start = end
 
     def _take(self) -> list[_Request]:
-        """Waiting calls, oldest first, up to `batch_size` texts (always at least one call)."""
+        """Waiting calls, oldest first, up to `window` texts (always at least one call)."""
         batch: list[_Request] = []
         size = 0
-        while self._queue and (not batch or size + len(self._queue[0].texts) <= self._batch_size):
+        while self._queue and (not batch or size + len(self._queue[0].texts) <= self._window):
             request = self._queue.popleft()
             if request.result.cancelled():
                 continue
