@@ -8,12 +8,10 @@ among the live documents of a collection.
 Duplicates are looked up in a `CollectionIndex` held in memory. Each version's MinHash
 signature and bands are a record of their own (`document_signatures`, written once), so
 the `documents` records stay small: FerretDB's SQLite backend (local runs and tests)
-decodes a whole record for every lookup, and scans the whole collection for a lookup
-that finds nothing (a new document) and for every update; records with 160 array
-values made each of those ~6 times dearer. Measured there, per operation at 1,000
-records: a lookup by `_id` that finds a small record 0.8 ms of its CPU, one that finds a
-record with the arrays 4 ms, one that finds nothing 4 ms (small) or 26 ms (arrays), an
-insert 0.3-0.7 ms.
+decodes a whole record for every lookup, and records with 160 array values made each
+lookup several times dearer. (Stock FerretDB 1.24 also scanned the whole collection for
+every `_id` lookup and update, which multiplied that by the collection's size; the dev
+stack's build uses the `_id` index, ADR 15.)
 
 Keeping the index current across processes: each write to a collection's documents is
 numbered by inserting change record n+1 (`document_changes`, `_id`

@@ -10,8 +10,9 @@ writes) and answers the offset after the last committed flush, where the consume
 resumes, whatever Kafka's committed offset says.
 
 Nothing is updated in place: FerretDB's SQLite backend (local runs, tests) scans a
-collection for every update but inserts at a constant cost, and deltas need no
-read-modify-write. A query merges the deltas of each cell (totals add, sketches merge).
+collection for every update whose filter is not a lone `_id` but inserts at a constant
+cost, and deltas need no read-modify-write. A query merges the deltas of each cell
+(totals add, sketches merge).
 
 `compact` keeps that number small: per partition and cell, it inserts one document that
 merges what is visible and is marked with the last flush it covers, then deletes what it
