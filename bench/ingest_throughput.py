@@ -69,6 +69,8 @@ TENANT = "bench"
 COLLECTION = "kb"
 INGESTION_PORT, INDEXER_PORT = 18301, 18302
 CONTENT_TYPE = "text/markdown"
+JOB_TIMEOUT_S = 1800.0
+"""How long the pipeline may take before the run fails (a stuck or crashed service)."""
 
 
 def say(message: str) -> None:
@@ -194,7 +196,11 @@ async def run_pipeline(
             response = await client.post("/v1/jobs", json=submission.model_dump(mode="json"))
             response.raise_for_status()
             job_id = response.json()["job_id"]
-            final = await final_status(status, job_id)
+            try:
+                final = await asyncio.wait_for(final_status(status, job_id), JOB_TIMEOUT_S)
+            except TimeoutError:
+                msg = f"job {job_id} did not finish in {JOB_TIMEOUT_S:.0f}s; see the services' logs"
+                raise RuntimeError(msg) from None
             elapsed_s = time.perf_counter() - started
             while True:  # the job record is written just after its final event
                 answer = await client.get(f"/v1/jobs/{job_id}", params={"items": "false"})

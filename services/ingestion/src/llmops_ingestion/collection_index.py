@@ -3,12 +3,12 @@
 Checking a new document against a collection asks for its fingerprint's holders and for
 the holders of each of its LSH bands (32 by default), then compares signatures. As
 database lookups that was ~35 round trips per document, which made FerretDB (~5 ms of
-its CPU per lookup) the pipeline's bottleneck. Here the bands and signatures of the
-live documents sit in two NumPy matrices (one row per document: 256 + 512 bytes at the
-default shape), so a lookup is one vectorised comparison over the collection (a few ms
-at 100,000 documents); `DocumentRegistry` loads the index from the stored documents and
-their signatures, and loads it again when another process changed them. Rows of
-replaced versions stay, unused, until then.
+its CPU per lookup, as stock 1.24 scanned on `_id`; ADR 15) the pipeline's bottleneck.
+Here the bands and signatures of the live documents sit in two NumPy matrices (one row
+per document: 256 + 512 bytes at the default shape), so a lookup is one vectorised
+comparison over the collection (a few ms at 100,000 documents); `DocumentRegistry` loads
+the index from the stored documents and their signatures, and loads it again when
+another process changed them. Rows of replaced versions stay, unused, until then.
 """
 
 from __future__ import annotations
