@@ -247,3 +247,4 @@ async def test_judge_metrics_score_answers_with_the_judge_model_and_its_registry
         assert "faithfulness" not in item["scores"]
         assert item["notes"]["faithfulness"] == "no passages were retrieved"
     assert rubric.status_code == 200, rubric.text
+    assert rubric.json()["latest_version"] == 1  # items judged at once created it once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -96,6 +97,28 @@ async def test_label_moves_and_rollback_keep_a_history(api: httpx.AsyncClient) -
     assert pinned["spec"]["model"] == "big-chat"
     assert moves[1]["reason"] == "better answers"
     assert moves[2]["reason"] == "rollback: regression"
+
+
+async def test_concurrent_first_writes_of_a_prompt_and_a_label_all_succeed(
+    api: httpx.AsyncClient,
+) -> None:
+    """Writers that create the same prompt or label at once (evaluation replicas seeding a
+    rubric) race to insert one record; the slower ones update it instead of failing."""
+    for round_ in range(5):
+        name = f"seeded-{round_}"
+        created = await asyncio.gather(*(_create(api, name, _spec()) for _ in range(8)))
+        moved = await asyncio.gather(
+            *(
+                api.put(f"/v1/prompts/{name}/labels/production", json={"version": 1, "actor": a})
+                for a in "abcdefgh"
+            )
+        )
+
+        assert [r.status_code for r in created if r.status_code not in (200, 201)] == []
+        assert [r.status_code for r in moved if r.status_code != 200] == [], moved[0].text
+        detail = (await api.get(f"/v1/prompts/{name}")).json()
+        assert detail["latest_version"] == 1
+        assert detail["labels"]["production"]["arms"] == [{"version": 1, "weight": 100.0}]
 
 
 async def test_render_reports_version_and_names_every_bad_variable(api: httpx.AsyncClient) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -12,6 +13,7 @@ from qdrant_client import AsyncQdrantClient
 from llmops.settings import ServiceSettings
 
 MongoDocument = dict[str, Any]
+_T = TypeVar("_T")
 
 
 def mongo_client(settings: ServiceSettings) -> AsyncMongoClient[MongoDocument]:
@@ -49,6 +51,19 @@ async def insert_once(
     except DuplicateKeyError:
         return False
     return True
+
+
+async def upsert(write: Callable[[], Awaitable[_T]]) -> _T:
+    """Run an upsert by `_id`, once more if a concurrent upsert inserted that `_id` first.
+
+    Two upserts of a missing record both try to insert it, and the slower one fails with
+    a duplicate key error (FerretDB always; MongoDB when it does not retry on the server).
+    The record exists by then, so the second attempt updates it like any other.
+    """
+    try:
+        return await write()
+    except DuplicateKeyError:
+        return await write()
 
 
 _DUPLICATE_KEY = 11000

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
+from llmops.keyed_locks import KeyedLocks
 from llmops.prompting import CompiledPrompt
 from llmops_evaluation.candidate import CandidateError, PromptRegistryClient
 from llmops_evaluation.rubrics import RUBRICS, rubric_prompt_name
@@ -50,6 +51,7 @@ class LlmJudge:
         self._http = http
         self._prompts = prompts
         self._rubrics: dict[str, tuple[float, CompiledPrompt, dict[str, Any]]] = {}
+        self._loading = KeyedLocks()  # items judged at once load (or create) a rubric once
 
     async def faithfulness(self, question: str, answer: str, contexts: Sequence[str]) -> Verdict:
         """Share of the answer's claims the retrieved passages support."""
@@ -122,9 +124,13 @@ class LlmJudge:
         return parse_verdict(content)
 
     async def _rubric(self, metric: str) -> tuple[CompiledPrompt, dict[str, Any]]:
-        cached = self._rubrics.get(metric)
-        if cached is not None and time.monotonic() - cached[0] < _RUBRIC_TTL_S:
-            return cached[1], cached[2]
+        async with self._loading.hold(metric):
+            cached = self._rubrics.get(metric)
+            if cached is not None and time.monotonic() - cached[0] < _RUBRIC_TTL_S:
+                return cached[1], cached[2]
+            return await self._load_rubric(metric)
+
+    async def _load_rubric(self, metric: str) -> tuple[CompiledPrompt, dict[str, Any]]:
         name = rubric_prompt_name(metric)
         try:
             resolved = await self._prompts.resolve(name, label="production", version=None)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from llmops.storage import MongoDocument, insert_new
+from llmops.storage import MongoDocument, insert_new, upsert
 from llmops_ingestion.collection_index import CollectionIndex, DocumentRecord
 from llmops_ingestion.dedup import MinHashConfig
 
@@ -185,8 +185,10 @@ class DocumentRegistry:
         number = index.changes + 1
         while await insert_new(self._changes, [{"_id": f"{scope}#{number}"}]):
             number += 1  # another process took it: its write is not in this index
-        await self._collections.update_one(
-            {"_id": scope}, {"$max": {"last_change": number}}, upsert=True
+        await upsert(
+            lambda: self._collections.update_one(
+                {"_id": scope}, {"$max": {"last_change": number}}, upsert=True
+            )
         )
         if number == index.changes + 1:
             index.changes = number

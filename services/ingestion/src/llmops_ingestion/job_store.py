@@ -30,7 +30,7 @@ from llmops.rag.jobs import (
     JobSubmission,
     JobView,
 )
-from llmops.storage import MongoDocument
+from llmops.storage import MongoDocument, upsert
 
 FINAL_JOB_STATES = frozenset(
     {IngestJobState.COMPLETED, IngestJobState.COMPLETED_WITH_ERRORS, IngestJobState.FAILED}
@@ -93,10 +93,12 @@ class JobStore:
         """The options a job runs with: the ones given (then saved), else the saved ones."""
         key = f"{tenant}/{collection}"
         if given is not None:
-            await self._collections.update_one(
-                {"_id": key},
-                {"$set": {"tenant": tenant, "collection": collection, **given.model_dump()}},
-                upsert=True,
+            await upsert(
+                lambda: self._collections.update_one(
+                    {"_id": key},
+                    {"$set": {"tenant": tenant, "collection": collection, **given.model_dump()}},
+                    upsert=True,
+                )
             )
             return given
         saved = await self._collections.find_one({"_id": key})

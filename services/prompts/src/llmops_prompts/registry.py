@@ -29,7 +29,7 @@ from llmops.prompting import (
     SplitArm,
     label_to_resolve,
 )
-from llmops.storage import MongoDocument
+from llmops.storage import MongoDocument, upsert
 
 CHANGED = CONTRACTS[Topic.PROMPTS_CHANGED]
 _TENANT = "platform"
@@ -126,13 +126,15 @@ class Registry:
             except DuplicateKeyError:
                 continue  # another writer took this number; look again
             break
-        await self._prompts.update_one(
-            {"_id": name},
-            {
-                "$max": {"latest_version": version.version},
-                "$setOnInsert": {"archived": False, "created_at": version.created_at},
-            },
-            upsert=True,
+        await upsert(
+            lambda: self._prompts.update_one(
+                {"_id": name},
+                {
+                    "$max": {"latest_version": version.version},
+                    "$setOnInsert": {"archived": False, "created_at": version.created_at},
+                },
+                upsert=True,
+            )
         )
         await self._publish(
             name, PromptChangeKind.VERSION_CREATED, author, message, version=version.version
@@ -194,8 +196,10 @@ class Registry:
         previous = await self._labels.find_one({"_id": f"{name}:{label}"})
         previous_split = Split.model_validate(previous["split"]) if previous else None
         moved = Label(name=name, label=label, split=split, updated_at=_now(), updated_by=actor)
-        await self._labels.replace_one(
-            {"_id": f"{name}:{label}"}, moved.model_dump(mode="json"), upsert=True
+        await upsert(
+            lambda: self._labels.replace_one(
+                {"_id": f"{name}:{label}"}, moved.model_dump(mode="json"), upsert=True
+            )
         )
         move = LabelMove(
             label=label,
