@@ -164,8 +164,9 @@ class IngestWorker:
             raise PermanentError(
                 f"ingest job {request.job_id} has no document {request.document_id}"
             )
-        if record.item.state not in (ItemState.QUEUED, ItemState.CHUNKED):
-            return  # redelivered after it was settled
+        if record.item.state.final:  # redelivered after it was settled
+            await self._resettle(record)
+            return
         # CHUNKED: redelivered after its chunks may or may not have been published; the
         # same version is published again (same chunk ids, so the indexer changes nothing).
         job = await self._running_job(request.job_id)
@@ -371,17 +372,25 @@ class IngestWorker:
             if record.item.document_version != indexed.document_version:
                 return  # an older version finished after a newer one was queued
             await self._settle(record, ItemState.INDEXED, chunks=indexed.chunk_count)
-        else:
-            await self._finish_if_done(await self._jobs.job(indexed.job_id))
+        elif record.item.state.final:
+            await self._resettle(record)
 
     # -- progress -------------------------------------------------------------------------
 
     async def _settle(self, record: ItemRecord, state: ItemState, **changes: object) -> None:
         """Give one item its final state, announce it, and finish the job if it was the last."""
         item = record.item.model_copy(update={"state": state, **changes})
-        job = await self._jobs.settle_item(record, item)
-        await self._announce(job, item=item)
-        await self._finish_if_done(job)
+        settlement = await self._jobs.settle_item(record, item)
+        await self._announce(settlement.job, item=item)
+        if settlement.wrote:  # of the items settled together, one finishes the job
+            await self._finish_if_done(settlement.job)
+
+    async def _resettle(self, record: ItemRecord) -> None:
+        """A settled item's event came again: its outcome may not have reached the job (a
+        crash between the two writes), so write it again, then finish the job if it is done."""
+        settlement = await self._jobs.resettle(record)
+        if settlement.wrote:
+            await self._finish_if_done(settlement.job)
 
     async def _finish_if_done(self, job: JobRecord) -> None:
         if not job.finished or job.state in FINAL_JOB_STATES:

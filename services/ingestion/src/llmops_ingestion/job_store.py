@@ -1,17 +1,23 @@
 """Ingest jobs in MongoDB: one job document, one item per document, idempotent updates.
 
-Every write is safe to repeat: a redelivered event sets the same fields again. The job
-document keeps each item's final outcome and chunk count in maps keyed by the item's
-position, so counts are derived, never incremented, and cannot drift on redelivery.
+Every write is safe to repeat: a redelivered event sets the same fields again. Each item's
+final outcome and chunk count are kept in an outcome record of its bucket (`BUCKET_SIZE`
+consecutive items, `ingest_job_outcomes`), set with `$set`; the job document keeps each
+bucket's tally, raised with `$max`. So counts are derived, never incremented, cannot drift
+on redelivery, and no record grows with the size of the job (one job document holding
+every outcome made settling quadratic: 1,000 settles took 9.7 s on FerretDB, the last
+ones 14 ms each).
 
 Events of one job are handled concurrently, and FerretDB applies an update as a read
-then a write (ADR 0008), so this store writes each job document one update at a time
-per process. (On MongoDB an update of one document is atomic anyway.)
+then a write (ADR 0008), so this store writes a job's outcomes one group at a time per
+process: the outcomes settled while a group is written go together in the next one.
+(On MongoDB an update of one document is atomic anyway.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -35,6 +41,9 @@ from llmops.storage import MongoDocument, upsert
 FINAL_JOB_STATES = frozenset(
     {IngestJobState.COMPLETED, IngestJobState.COMPLETED_WITH_ERRORS, IngestJobState.FAILED}
 )
+BUCKET_SIZE = 256
+"""Items per outcome record; a job document holds one tally per bucket."""
+_CHUNKS = "chunks"
 
 
 class JobNotFoundError(LookupError):
@@ -62,6 +71,26 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class Settlement:
+    """The job after an item's outcome was written, and whether this call wrote it.
+
+    Outcomes settled at once are written in one group; the job then counts all of them,
+    and only the call that wrote the group is `wrote`, so one of them finishes the job.
+    """
+
+    job: JobRecord
+    wrote: bool
+
+
+@dataclass
+class _OutcomeGroup:
+    """Outcomes of one job waiting to be written together: ordinal -> (state, chunks)."""
+
+    outcomes: dict[int, tuple[str, int]] = field(default_factory=dict)
+    written: JobRecord | None = None
+
+
+@dataclass(frozen=True)
 class ItemRecord:
     """One document of a job, as stored."""
 
@@ -78,7 +107,9 @@ class JobStore:
         self._jobs = db["ingest_jobs"]
         self._items = db["ingest_items"]
         self._collections = db["ingest_collections"]
+        self._outcomes = db["ingest_job_outcomes"]
         self._job_writes = KeyedLocks()
+        self._open_groups: dict[str, _OutcomeGroup] = {}
 
     @staticmethod
     async def create_indexes(db: AsyncDatabase[MongoDocument]) -> None:
@@ -129,7 +160,11 @@ class JobStore:
                 detail=rejected.detail,
             )
             items.append(self._item_document(job_id, ordinal, item))
-        outcomes = {str(ordinal): ItemState.FAILED.value for ordinal in range(offset, len(items))}
+        refused = dict.fromkeys(range(offset, len(items)), (ItemState.FAILED.value, 0))
+        buckets = {
+            str(bucket): _bucket_document(job_id, bucket, outcomes)
+            for bucket, outcomes in _by_bucket(refused).items()
+        }
         await self._jobs.insert_one(
             {
                 "_id": job_id,
@@ -138,12 +173,13 @@ class JobStore:
                 "state": IngestJobState.QUEUED.value,
                 "options": options.model_dump(),
                 "documents_total": len(items),
-                "outcomes": outcomes,
-                "chunks": {},
+                "tallies": {bucket: _tally(document) for bucket, document in buckets.items()},
                 "created_at": now,
                 "updated_at": now,
             }
         )
+        if buckets:
+            await self._outcomes.insert_many(list(buckets.values()))
         await self._items.insert_many(items)
         record = await self.job(job_id)
         return record, [item["_id"] for item in items[offset:]]
@@ -228,25 +264,66 @@ class JobStore:
             raise ValueError(f"{item.state.value} is final: settle_item stores it")
         await self._write_item(record, item, chunk_tokens)
 
-    async def settle_item(self, record: ItemRecord, item: JobItem) -> JobRecord:
-        """Store the item's final state, then its outcome in the job; returns the job."""
+    async def settle_item(self, record: ItemRecord, item: JobItem) -> Settlement:
+        """Store the item's final state, then its outcome in the job.
+
+        The item goes first: whoever finishes the job reads every item of it, and a crash
+        between the two writes is repaired by `resettle` when the event comes again.
+        """
         if not item.state.final:
             raise ValueError(f"{item.state.value} is not final: update_item stores it")
         await self._write_item(record, item, None)
-        update: MongoDocument = {
-            "updated_at": datetime.now(UTC),
-            f"outcomes.{record.ordinal}": item.state.value,
-            f"chunks.{record.ordinal}": item.chunks,
-        }
-        async with self._job_writes.hold(record.job_id):
-            updated = await self._jobs.find_one_and_update(
-                {"_id": record.job_id},
-                {"$set": update},
+        return await self._record_outcome(record.job_id, record.ordinal, item)
+
+    async def resettle(self, record: ItemRecord) -> Settlement:
+        """Write a settled item's outcome again (its event was redelivered): idempotent."""
+        if not record.item.state.final:
+            raise ValueError(f"{record.item.state.value} is not final: nothing to resettle")
+        return await self._record_outcome(record.job_id, record.ordinal, record.item)
+
+    async def _record_outcome(self, job_id: str, ordinal: int, item: JobItem) -> Settlement:
+        group = self._open_groups.setdefault(job_id, _OutcomeGroup())
+        group.outcomes[ordinal] = (item.state.value, item.chunks)
+        async with self._job_writes.hold(job_id):
+            if group.written is not None:  # an earlier holder wrote this outcome with its own
+                return Settlement(group.written, wrote=False)
+            if self._open_groups.get(job_id) is group:
+                del self._open_groups[job_id]  # closed: outcomes settled from now on wait
+            group.written = await self._write_outcomes(job_id, group.outcomes)
+        return Settlement(group.written, wrote=True)
+
+    async def _write_outcomes(self, job_id: str, outcomes: dict[int, tuple[str, int]]) -> JobRecord:
+        """One write per bucket touched, then one raising those buckets' tallies in the job."""
+        raised: MongoDocument = {}
+        for bucket, entries in _by_bucket(outcomes).items():
+            tally = await self._write_bucket(job_id, bucket, entries)
+            raised |= {f"tallies.{bucket}.{key}": value for key, value in tally.items()}
+        updated = await self._jobs.find_one_and_update(
+            {"_id": job_id},
+            {"$max": raised, "$set": {"updated_at": datetime.now(UTC)}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if updated is None:
+            raise JobNotFoundError(f"no ingest job {job_id}")
+        return _job_record(updated)
+
+    async def _write_bucket(
+        self, job_id: str, bucket: int, outcomes: dict[int, tuple[str, int]]
+    ) -> dict[str, int]:
+        fields: MongoDocument = {"job_id": job_id}
+        for ordinal, (state, chunks) in outcomes.items():
+            fields[f"outcomes.{ordinal}"] = state
+            fields[f"{_CHUNKS}.{ordinal}"] = chunks
+        written = await upsert(
+            lambda: self._outcomes.find_one_and_update(
+                {"_id": f"{job_id}/{bucket}"},
+                {"$set": fields},
+                upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
-        if updated is None:
-            raise JobNotFoundError(f"no ingest job {record.job_id}")
-        return _job_record(updated)
+        )
+        assert written is not None  # an upsert returning the record after
+        return _tally(written)
 
     async def _write_item(
         self, record: ItemRecord, item: JobItem, chunk_tokens: list[int] | None
@@ -259,16 +336,43 @@ class JobStore:
         )
 
 
+def _by_bucket(outcomes: dict[int, tuple[str, int]]) -> dict[int, dict[int, tuple[str, int]]]:
+    buckets: dict[int, dict[int, tuple[str, int]]] = {}
+    for ordinal, outcome in outcomes.items():
+        buckets.setdefault(ordinal // BUCKET_SIZE, {})[ordinal] = outcome
+    return buckets
+
+
+def _bucket_document(
+    job_id: str, bucket: int, outcomes: dict[int, tuple[str, int]]
+) -> MongoDocument:
+    return {
+        "_id": f"{job_id}/{bucket}",
+        "job_id": job_id,
+        "outcomes": {str(ordinal): state for ordinal, (state, _) in outcomes.items()},
+        _CHUNKS: {str(ordinal): chunks for ordinal, (_, chunks) in outcomes.items()},
+    }
+
+
+def _tally(bucket: MongoDocument) -> dict[str, int]:
+    """Items per final state and chunks of one outcome record; each only grows, since an
+    item's outcome, once final, is only ever written again with the same value."""
+    states = Counter(bucket.get("outcomes", {}).values())
+    tally = {state.value: states[state.value] for state in ItemState if state.final}
+    return tally | {_CHUNKS: sum(bucket.get(_CHUNKS, {}).values())}
+
+
 def _job_record(found: MongoDocument) -> JobRecord:
-    outcomes: dict[str, str] = found.get("outcomes", {})
-    chunks: dict[str, int] = found.get("chunks", {})
-    states = list(outcomes.values())
+    totals: Counter[str] = Counter()
+    for tally in found.get("tallies", {}).values():
+        totals.update(tally)
+    totals.update(_tally(found))  # jobs stored before tallies kept the maps in the job
     counts = JobCounts(
         documents_total=found["documents_total"],
-        documents_done=states.count(ItemState.INDEXED.value),
-        documents_failed=states.count(ItemState.FAILED.value),
-        documents_skipped=states.count(ItemState.SKIPPED.value),
-        chunks=sum(chunks.values()),
+        documents_done=totals[ItemState.INDEXED.value],
+        documents_failed=totals[ItemState.FAILED.value],
+        documents_skipped=totals[ItemState.SKIPPED.value],
+        chunks=totals[_CHUNKS],
     )
     return JobRecord(
         job_id=found["_id"],
