@@ -9,9 +9,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from llmops.embedding import onnx_export
 from llmops.embedding.dense import (
     DenseEncoder,
     EmbeddingBackend,
+    Parallelism,
     UnsupportedModelError,
     load_dense_encoder,
 )
@@ -168,6 +170,37 @@ def test_onnx_threads_busy_wait_only_when_asked(cache_dir: Path, spin: bool, ent
     options = encoder._session.get_session_options()  # type: ignore[attr-defined]
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
     assert encoder.encode(["still encodes"]).shape == (1, encoder.dimension)
+
+
+@pytest.mark.parametrize(
+    ("parallelism", "intra_op_threads", "pass_threads"),
+    [(Parallelism.BATCHES, 1, "onnx-pass"), (Parallelism.OPERATORS, 2, "MainThread")],
+)
+def test_threads_run_forward_passes_at_once_or_share_each_pass(
+    cache_dir: Path,
+    embeddings: dict[EmbeddingBackend, np.ndarray],
+    parallelism: Parallelism,
+    intra_op_threads: int,
+    pass_threads: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder: Any = load_dense_encoder(
+        MODEL, cache_dir=cache_dir, batch_size=2, threads=2, parallelism=parallelism
+    )
+    ran_on: set[str] = set()
+    embed = encoder._embed
+
+    def recording(batch: Any) -> Any:
+        ran_on.add(threading.current_thread().name.split("_")[0])
+        return embed(batch)
+
+    monkeypatch.setattr(encoder, "_embed", recording)
+
+    vectors = encoder.encode(SENTENCES)
+
+    assert encoder._session.get_session_options().intra_op_num_threads == intra_op_threads
+    assert ran_on == {pass_threads}
+    np.testing.assert_allclose(vectors, embeddings[EmbeddingBackend.ONNX], atol=1e-5)
 
 
 def test_a_second_load_reuses_the_export(

@@ -31,6 +31,7 @@ def load_encoder(settings: IndexerSettings) -> DenseEncoder:
         batch_size=settings.embedding_batch_size,
         threads=settings.embedding_threads,
         spin_threads=settings.embedding_thread_spinning,
+        parallelism=settings.embedding_parallelism,
     )
 
 

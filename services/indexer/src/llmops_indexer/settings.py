@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from llmops.embedding.dense import EmbeddingBackend
+from llmops.embedding.dense import EmbeddingBackend, Parallelism
 from llmops.settings import Port, ServiceSettings
 
 
@@ -44,6 +44,14 @@ class IndexerSettings(ServiceSettings):
             "Chunk batches handled at once (other services default to 8): their chunks fill "
             "the encoder's window while the previous window is encoded. Measured, 1,000 "
             "documents on 2 cores: 73 chunks/s at 8, 90 at 32, 88 at 64."
+        ),
+    )
+    embedding_parallelism: Parallelism = Field(
+        Parallelism.BATCHES,
+        description=(
+            "ONNX backends: `batches` runs forward passes at once, one thread each; "
+            "`operators` splits each pass across the threads, which then wait for each other "
+            "at every operator, so they stall when other processes share the cores."
         ),
     )
     embedding_thread_spinning: bool = Field(
