@@ -203,6 +203,34 @@ def test_threads_run_forward_passes_at_once_or_share_each_pass(
     np.testing.assert_allclose(vectors, embeddings[EmbeddingBackend.ONNX], atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("parallelism", "passes"), [(Parallelism.BATCHES, [3, 2]), (Parallelism.OPERATORS, [5])]
+)
+def test_a_call_smaller_than_a_batch_still_gives_every_thread_a_pass(
+    cache_dir: Path,
+    embeddings: dict[EmbeddingBackend, np.ndarray],
+    parallelism: Parallelism,
+    passes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder: Any = load_dense_encoder(
+        MODEL, cache_dir=cache_dir, batch_size=16, threads=2, parallelism=parallelism
+    )
+    sizes: list[int] = []
+    embed = encoder._embed
+
+    def recording(batch: Any) -> Any:
+        sizes.append(len(batch))
+        return embed(batch)
+
+    monkeypatch.setattr(encoder, "_embed", recording)
+
+    vectors = encoder.encode(SENTENCES[:5])
+
+    assert sorted(sizes, reverse=True) == passes
+    np.testing.assert_allclose(vectors, embeddings[EmbeddingBackend.ONNX][:5], atol=1e-5)
+
+
 def test_a_second_load_reuses_the_export(
     cache_dir: Path,
     encoders: dict[EmbeddingBackend, DenseEncoder],

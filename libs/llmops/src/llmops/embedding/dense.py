@@ -97,9 +97,10 @@ def load_dense_encoder(
     `parallelism` (ONNX backends) is how those threads share the work. Operators split
     across threads wait for each other at every operator, so a thread that loses its core
     to another process stalls the others; passes on one thread each do not wait. On 2
-    cores, encoding the same chunks: as fast either way alone (130 chunks/s), but with
-    another process taking about one core, 72 chunks/s and 105 CPU-s split by operators
-    against 80 chunks/s and 96 CPU-s by batches.
+    cores, the ingest benchmark's chunks in calls of 128: 160 chunks/s by batches against
+    148 by operators; calls of 16: 103 against 78 (each call cut into two passes of 8);
+    one text per call: 107 against 111. With another process taking about one core
+    (calls of 128, before calls were cut): 80 chunks/s and 96 CPU-s against 72 and 105.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -170,11 +171,12 @@ class _OnnxEncoder:
 
         options = onnxruntime.SessionOptions()
         self._passes: ThreadPoolExecutor | None = None
+        self._workers = 1
         if parallelism is Parallelism.BATCHES:
             options.intra_op_num_threads = 1
-            workers = threads or len(os.sched_getaffinity(0))
-            if workers > 1:  # Session.run may be called from several threads at once
-                self._passes = ThreadPoolExecutor(workers, thread_name_prefix="onnx-pass")
+            self._workers = threads or len(os.sched_getaffinity(0))
+            if self._workers > 1:  # Session.run may be called from several threads at once
+                self._passes = ThreadPoolExecutor(self._workers, thread_name_prefix="onnx-pass")
         elif threads is not None:
             options.intra_op_num_threads = threads
         options.add_session_config_entry(
@@ -198,16 +200,19 @@ class _OnnxEncoder:
         self.backend = backend
 
     def encode(self, texts: Sequence[str]) -> Embeddings:
-        """Embeddings of `texts`, batched longest first so each batch carries little padding."""
+        """Embeddings of `texts`, batched longest first so each batch carries little padding.
+
+        With passes run at once, a call too small to give every thread a full batch is cut
+        into smaller ones, so that no thread sits idle (a 16-text call on 2 threads: two
+        passes of 8, not one of 16).
+        """
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
         encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids), reverse=True)
-        batches = [
-            order[start : start + self._batch_size]
-            for start in range(0, len(order), self._batch_size)
-        ]
+        size = min(self._batch_size, -(-len(order) // self._workers))
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
 
         def embed(rows: list[int]) -> Embeddings:
             return self._embed([encodings[i] for i in rows])
