@@ -177,8 +177,7 @@ class IngestWorker:
         """The job, started if it was queued; None once it is final.
 
         A running job's id, tenant, collection and options never change, so each process
-        reads it once (the job document grows with its outcome maps): an item that is not
-        final yet means the job is not final either.
+        reads it once: an item that is not final yet means the job is not final either.
         """
         job = self._running_jobs.get(job_id)
         if job is not None:

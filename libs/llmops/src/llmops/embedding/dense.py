@@ -174,7 +174,7 @@ class _OnnxEncoder:
         self._workers = 1
         if parallelism is Parallelism.BATCHES:
             options.intra_op_num_threads = 1
-            self._workers = threads or len(os.sched_getaffinity(0))
+            self._workers = threads or _usable_cores()
             if self._workers > 1:  # Session.run may be called from several threads at once
                 self._passes = ThreadPoolExecutor(self._workers, thread_name_prefix="onnx-pass")
         elif threads is not None:
@@ -330,6 +330,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux; not macOS or Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _required(value: int | None, what: str, model_dir: Path) -> int:
