@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops_ingestion.dedup import MinHashConfig, MinHasher, content_fingerprint
-from llmops_ingestion.document_registry import DocumentRegistry, DocumentVersion
+from llmops_ingestion.document_registry import DocumentRegistry, DocumentVersion, StagedVersion
 
 HASHER = MinHasher()
 ARTICLE = (
@@ -113,3 +114,44 @@ async def test_a_new_process_finds_the_last_change_number(db: AsyncDatabase[Any]
     index = await DocumentRegistry(db, MinHashConfig()).collection("acme", "kb")
     assert index.changes == 37
     assert len(index) == 37
+
+
+async def test_versions_staged_together_see_each_other_and_are_written_as_one_change(
+    db: AsyncDatabase[Any],
+) -> None:
+    registry = DocumentRegistry(db, MinHashConfig())
+    index = await registry.collection("acme", "kb")
+    other = ARTICLE.replace("Billing", "Accounts") + " Refunds take 5 days."
+    staged = [registry.stage(index, "billing", 1, version_of(ARTICLE, "billing.md"))]
+    # the next document of the group is checked against the staged one
+    copy = index.exact_duplicate(content_fingerprint(ARTICLE), excluding="copy")
+    assert copy is not None
+    assert copy.document_id == "billing"
+    staged.append(registry.stage(index, "accounts", 1, version_of(other, "accounts.md")))
+
+    await registry.write_staged(index, staged)
+
+    assert await db["document_changes"].count_documents({}) == 1
+    assert index.changes == 1
+    reloaded = await DocumentRegistry(db, MinHashConfig()).collection("acme", "kb")
+    assert (len(reloaded), reloaded.changes) == (2, 1)
+    for text, document_id in ((ARTICLE, "billing"), (other, "accounts")):
+        found = reloaded.exact_duplicate(content_fingerprint(text), excluding="x")
+        assert found is not None
+        assert found.document_id == document_id
+
+
+async def test_a_group_that_failed_to_write_is_not_seen_by_the_next_check(
+    db: AsyncDatabase[Any],
+) -> None:
+    registry = DocumentRegistry(db, MinHashConfig())
+    index = await registry.collection("acme", "kb")
+    staged = registry.stage(index, "billing", 1, version_of(ARTICLE, "billing.md"))
+    broken = StagedVersion({**staged.fields, "updated_at": object()}, staged.signature, [])
+
+    with pytest.raises(InvalidDocument):
+        await registry.write_staged(index, [broken])
+
+    again = await registry.collection("acme", "kb")
+    assert again is not index  # loaded from the database again
+    assert again.exact_duplicate(content_fingerprint(ARTICLE), excluding="x") is None

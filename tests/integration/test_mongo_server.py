@@ -1,4 +1,5 @@
-"""The MongoDB-protocol server the suite runs on finds a record by `_id` through its index.
+"""The MongoDB-protocol server the suite runs on finds a record by `_id` through its index
+and applies bulk updates of any size through `bulk_update`.
 
 The services look records up by `_id` on every event; a server that scans instead makes
 each lookup grow with its collection. FerretDB 1.24 (local runs) needs a one-line fix for
@@ -7,10 +8,13 @@ this, applied when the dev stack builds it (ADR 0015); MongoDB does it anyway.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
+
+from llmops.storage import UPDATES_PER_COMMAND, bulk_update
 
 
 async def test_a_lookup_by_id_is_an_index_search(mongo_url: str, mongo_database: str) -> None:
@@ -35,3 +39,21 @@ async def test_a_lookup_by_id_is_an_index_search(mongo_url: str, mongo_database:
     else:
         winning = explained["queryPlanner"]["winningPlan"]
         assert winning.get("stage") in {"IDHACK", "EXPRESS_IXSCAN", "CLUSTERED_IXSCAN"}, winning
+
+
+async def test_bulk_updates_beyond_what_one_ferretdb_command_takes_all_apply(
+    mongo_url: str, mongo_database: str
+) -> None:
+    """FerretDB 1.24 hangs on a command of ~100 updates; `bulk_update` sends fewer."""
+    count = 3 * UPDATES_PER_COMMAND + 5
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        records = client[mongo_database]["bulk"]
+        await records.insert_many([{"_id": f"doc-{n}", "n": n} for n in range(count)])
+        updates = [UpdateOne({"_id": f"doc-{n}"}, {"$set": {"n": -n}}) for n in range(count)]
+        await asyncio.wait_for(bulk_update(records, updates), timeout=60)
+        stored = {found["_id"]: found["n"] async for found in records.find({})}
+    finally:
+        await client.close()
+
+    assert stored == {f"doc-{n}": -n for n in range(count)}

@@ -76,7 +76,7 @@ def near(
 
 
 def test_an_exact_duplicate_is_found_by_its_normalised_text_but_not_itself() -> None:
-    index = CollectionIndex(0, MinHashConfig())
+    index = CollectionIndex("acme", "kb", 0, MinHashConfig())
     put(index, "a", "Refund policy\n\nRefunds within 30 days.")
     assert index.exact_duplicate(
         content_fingerprint("refund policy refunds within 30 days."), excluding="new"
@@ -93,7 +93,7 @@ def test_an_exact_duplicate_is_found_by_its_normalised_text_but_not_itself() -> 
 
 
 def test_a_near_duplicate_is_the_most_similar_document_above_the_threshold() -> None:
-    index = CollectionIndex(0, MinHashConfig())
+    index = CollectionIndex("acme", "kb", 0, MinHashConfig())
     original = text("original", words=400)
     close = with_changed(original, range(20, 400, 70))  # 6 words: ~8 % of shingles
     closer = with_changed(original, [200])
@@ -114,7 +114,7 @@ def test_a_near_duplicate_is_the_most_similar_document_above_the_threshold() -> 
 
 
 def test_ties_go_to_the_first_document_by_id() -> None:
-    index = CollectionIndex(0, MinHashConfig())
+    index = CollectionIndex("acme", "kb", 0, MinHashConfig())
     body = text("tie")
     put(index, "b", body)
     put(index, "a", body)
@@ -125,7 +125,7 @@ def test_ties_go_to_the_first_document_by_id() -> None:
 
 
 def test_a_new_version_replaces_the_old_one_and_a_deletion_removes_it() -> None:
-    index = CollectionIndex(0, MinHashConfig())
+    index = CollectionIndex("acme", "kb", 0, MinHashConfig())
     first, second = text("first"), text("second")
     put(index, "doc", first)
     put(index, "doc", second, version=2)
@@ -141,7 +141,7 @@ def test_a_new_version_replaces_the_old_one_and_a_deletion_removes_it() -> None:
 
 
 def test_it_grows_past_its_first_allocation() -> None:
-    index = CollectionIndex(0, MinHashConfig())
+    index = CollectionIndex("acme", "kb", 0, MinHashConfig())
     for n in range(600):
         put(index, f"doc-{n:03d}", text(f"doc {n}"))
     assert len(index) == 600
@@ -152,7 +152,7 @@ def test_it_grows_past_its_first_allocation() -> None:
 
 
 def test_signatures_of_another_minhash_shape_are_not_compared() -> None:
-    index = CollectionIndex(0, MinHashConfig(num_perm=64, bands=16))
+    index = CollectionIndex("acme", "kb", 0, MinHashConfig(num_perm=64, bands=16))
     put(index, "doc", text("shape"))  # 128 values: kept for exact lookups only
     assert near(index, text("shape")) is None
     assert index.exact_duplicate(content_fingerprint(text("shape")), excluding="new") is not None

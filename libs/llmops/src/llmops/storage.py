@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from qdrant_client import AsyncQdrantClient
@@ -89,3 +89,19 @@ async def insert_new(
             raise
         return {documents[error["index"]]["_id"] for error in errors}
     return set()
+
+
+UPDATES_PER_COMMAND = 64
+"""Updates sent in one bulk command. FerretDB 1.24 keeps every update's cursor (an SQLite
+connection) open until the command ends, so a command of ~100 updates waits forever for
+a connection; fewer per command is safe, and still one round trip for many."""
+
+
+async def bulk_update(
+    collection: AsyncCollection[MongoDocument], updates: Sequence[UpdateOne]
+) -> None:
+    """Apply independent updates in as few commands as the server safely takes."""
+    for start in range(0, len(updates), UPDATES_PER_COMMAND):
+        await collection.bulk_write(
+            list(updates[start : start + UPDATES_PER_COMMAND]), ordered=False
+        )

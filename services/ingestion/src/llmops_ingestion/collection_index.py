@@ -51,11 +51,13 @@ class CollectionIndex:
     """Fingerprints, LSH bands and MinHash signatures of a collection's live documents.
 
     `changes` is the collection's change count this index reflects (see
-    `DocumentRegistry`); use it from one task at a time (the registry's per-collection
-    lock).
+    `DocumentRegistry`); use it from one task at a time (the ingestion worker registers
+    one group of a collection's documents at a time).
     """
 
-    def __init__(self, changes: int, config: MinHashConfig) -> None:
+    def __init__(self, tenant: str, collection: str, changes: int, config: MinHashConfig) -> None:
+        self.tenant = tenant
+        self.collection = collection
         self.changes = changes
         self._config = config
         self._live: dict[str, _Live] = {}

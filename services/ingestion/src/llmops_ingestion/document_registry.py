@@ -13,6 +13,10 @@ lookup several times dearer. (Stock FerretDB 1.24 also scanned the whole collect
 every `_id` lookup and update, which multiplied that by the collection's size; the dev
 stack's build uses the `_id` index, ADR 15.)
 
+Versions are written in groups (`stage` each into the index, so the next document of
+the group is checked against it, then `write_staged`): the group's signatures and
+documents in one insert each, and one change number for all of them.
+
 Keeping the index current across processes: each write to a collection's documents is
 numbered by inserting change record n+1 (`document_changes`, `_id`
 "<tenant>/<collection>#<n>"; an insert is atomic on MongoDB and FerretDB alike, an `$inc`
@@ -36,7 +40,7 @@ from llmops.storage import MongoDocument, insert_new, upsert
 from llmops_ingestion.collection_index import CollectionIndex, DocumentRecord
 from llmops_ingestion.dedup import MinHashConfig
 
-__all__ = ["DocumentRecord", "DocumentRegistry", "DocumentVersion"]
+__all__ = ["DocumentRecord", "DocumentRegistry", "DocumentVersion", "StagedVersion"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,23 @@ class DocumentVersion:
     bands: Sequence[str]
     request_event_id: str
     job_id: str
+
+
+@dataclass(frozen=True)
+class StagedVersion:
+    """A version put in a collection's index, to be written with its group."""
+
+    fields: MongoDocument
+    signature: Sequence[int]
+    bands: Sequence[str]
+
+    @property
+    def document_id(self) -> str:
+        return str(self.fields["document_id"])
+
+    @property
+    def number(self) -> int:
+        return int(self.fields["version"])
 
 
 class DocumentRegistry:
@@ -88,7 +109,7 @@ class DocumentRegistry:
         # The last number first, then the documents: a change's document is written before
         # its number is taken, so the index holds at least every change up to `changes`.
         changes = await self._last_change(scope, max(last, 0 if index is None else index.changes))
-        index = CollectionIndex(changes, self._config)
+        index = CollectionIndex(tenant, collection, changes, self._config)
         scoped = {"tenant": tenant, "collection": collection}
         live = [found async for found in self._documents.find({**scoped, "deleted": False})]
         wanted = {(found["document_id"], found["version"]) for found in live}
@@ -121,27 +142,18 @@ class DocumentRegistry:
             low, high = (middle, high) if await self._taken(scope, middle) else (low, middle)
         return low
 
-    async def write_version(
-        self, tenant: str, collection: str, document_id: str, version: int, new: DocumentVersion
-    ) -> None:
-        """Make `version` the live one (idempotent: a redelivery writes the same fields)."""
-        await insert_new(  # written once per version: a redelivery finds it there
-            self._signatures,
-            [
-                {
-                    "_id": f"{self._key(tenant, document_id)}@{version}",
-                    "tenant": tenant,
-                    "collection": collection,
-                    "document_id": document_id,
-                    "version": version,
-                    "signature": list(new.signature),
-                    "bands": list(new.bands),
-                }
-            ],
-        )
+    def stage(
+        self,
+        index: CollectionIndex,
+        document_id: str,
+        version: int,
+        new: DocumentVersion,
+    ) -> StagedVersion:
+        """Put `version` in the loaded `index` ahead of writing it (`write_staged`), so the
+        documents checked after it in the same group see it."""
         fields = {
-            "tenant": tenant,
-            "collection": collection,
+            "tenant": index.tenant,
+            "collection": index.collection,
             "document_id": document_id,
             "source": new.source,
             "version": version,
@@ -152,10 +164,53 @@ class DocumentRegistry:
             "deleted": False,
             "updated_at": datetime.now(UTC),
         }
-        key = self._key(tenant, document_id)
-        if await insert_new(self._documents, [{"_id": key, **fields}]):
-            await self._documents.update_one({"_id": key}, {"$set": fields})
-        await self._count_change(tenant, collection, _record(fields), new.signature, new.bands)
+        index.put(_record(fields), new.signature, new.bands)
+        return StagedVersion(fields, new.signature, new.bands)
+
+    async def write_staged(self, index: CollectionIndex, staged: Sequence[StagedVersion]) -> None:
+        """Make the staged versions live (idempotent: a redelivery writes the same fields).
+
+        Signatures are written once per version (a redelivery finds them there); a
+        document's record is inserted, or updated where it exists. If a write fails, the
+        index is loaded again before the next check, as staged versions may be missing.
+        """
+        if not staged:
+            return
+        scope = self._scope(index.tenant, index.collection)
+        try:
+            await insert_new(
+                self._signatures,
+                [
+                    {
+                        "_id": f"{self._key(index.tenant, version.document_id)}@{version.number}",
+                        "tenant": index.tenant,
+                        "collection": index.collection,
+                        "document_id": version.document_id,
+                        "version": version.number,
+                        "signature": list(version.signature),
+                        "bands": list(version.bands),
+                    }
+                    for version in staged
+                ],
+            )
+            records = {self._key(index.tenant, version.document_id): version for version in staged}
+            existing = await insert_new(
+                self._documents,
+                [{"_id": key, **version.fields} for key, version in records.items()],
+            )
+            for key in existing:
+                await self._documents.update_one({"_id": key}, {"$set": records[key].fields})
+            await self._count_change(index)
+        except BaseException:
+            self._indexes.pop(scope, None)
+            raise
+
+    async def write_version(
+        self, tenant: str, collection: str, document_id: str, version: int, new: DocumentVersion
+    ) -> None:
+        """Make one version live: `stage` and `write_staged` for a group of one."""
+        index = await self.collection(tenant, collection)
+        await self.write_staged(index, [self.stage(index, document_id, version, new)])
 
     async def write_deletion(self, record: DocumentRecord, version: int) -> None:
         """Record the empty version that removes the document from search."""
@@ -168,20 +223,14 @@ class DocumentRegistry:
         await self._documents.update_one(
             {"_id": self._key(record.tenant, record.document_id)}, {"$set": fields}
         )
-        deleted = replace(record, version=version, deleted=True)
-        await self._count_change(record.tenant, record.collection, deleted, [], [])
+        index = await self.collection(record.tenant, record.collection)
+        index.put(replace(record, version=version, deleted=True), [], [])
+        await self._count_change(index)
 
-    async def _count_change(
-        self,
-        tenant: str,
-        collection: str,
-        record: DocumentRecord,
-        signature: Sequence[int],
-        bands: Sequence[str],
-    ) -> None:
-        """Number this write; keep the loaded index if no other write came in between."""
-        scope = self._scope(tenant, collection)
-        index = self._indexes.get(scope) or await self.collection(tenant, collection)
+    async def _count_change(self, index: CollectionIndex) -> None:
+        """Number the write just made, whose documents `index` holds already; keep the
+        index if no other write came in between, else load it again before the next check."""
+        scope = self._scope(index.tenant, index.collection)
         number = index.changes + 1
         while await insert_new(self._changes, [{"_id": f"{scope}#{number}"}]):
             number += 1  # another process took it: its write is not in this index
@@ -192,8 +241,7 @@ class DocumentRegistry:
         )
         if number == index.changes + 1:
             index.changes = number
-            index.put(record, signature, bands)
-        else:
+        elif self._indexes.get(scope) is index:
             del self._indexes[scope]  # loaded again, with both writes, before the next check
 
 

@@ -29,13 +29,19 @@ from llmops.events.catalog import (
     Topic,
 )
 from llmops.events.envelope import Envelope
-from llmops.keyed_locks import KeyedLocks
+from llmops.group_commit import GroupCommit
 from llmops.rag.ids import chunk_id_for
 from llmops.rag.jobs import ItemState, JobItem, JobSubmission, JobView
 from llmops.telemetry import get_logger
+from llmops_ingestion.collection_index import CollectionIndex
 from llmops_ingestion.data_report import DUPLICATE_REASON, NEAR_DUPLICATE_REASON, build_report
 from llmops_ingestion.document_pipeline import PipelineTools, PreparedDocument, prepare_document
-from llmops_ingestion.document_registry import DocumentRecord, DocumentRegistry, DocumentVersion
+from llmops_ingestion.document_registry import (
+    DocumentRecord,
+    DocumentRegistry,
+    DocumentVersion,
+    StagedVersion,
+)
 from llmops_ingestion.extraction import ExtractionError
 from llmops_ingestion.job_store import FINAL_JOB_STATES, ItemRecord, JobRecord, JobStore
 
@@ -70,6 +76,17 @@ class _Registered:
 
 
 @dataclass(frozen=True)
+class _Candidate:
+    """A prepared document waiting to be checked for duplicates and registered."""
+
+    event: Envelope[IngestRequested]
+    prepared: PreparedDocument
+    job: JobRecord
+    current: DocumentRecord | None
+    redelivery: bool
+
+
+@dataclass(frozen=True)
 class Deletion:
     """The empty version that removes a document from search."""
 
@@ -96,7 +113,9 @@ class IngestWorker:
         self._bus = bus
         self._tools = tools
         self._chunks_per_batch = chunks_per_batch
-        self._registrations = KeyedLocks()
+        self._registrations: GroupCommit[_Candidate, _Registered | _Duplicate] = GroupCommit(
+            self._register_group
+        )
         self._running_jobs: dict[str, JobRecord] = {}
 
     # -- jobs -----------------------------------------------------------------------------
@@ -230,10 +249,12 @@ class IngestWorker:
             )
             return
 
-        # Check for duplicates and register this version as one step per collection, or
-        # two copies handled at once would each miss the other.
-        async with self._registrations.hold(f"{tenant}/{request.collection}"):
-            registered = await self._register(event, prepared, job, current, redelivery)
+        # Check for duplicates and register versions one group per collection at a time,
+        # each document checked against those before it, or two copies handled at once
+        # would each miss the other.
+        candidate = _Candidate(event, prepared, job, current, redelivery)
+        scope = f"{tenant}/{request.collection}"
+        registered = (await self._registrations.submit(scope, candidate)).value
         if isinstance(registered, _Duplicate):
             await self._settle(
                 record,
@@ -263,17 +284,27 @@ class IngestWorker:
         )
         await self._publish_chunks(event, version, prepared)
 
-    async def _register(
-        self,
-        event: Envelope[IngestRequested],
-        prepared: PreparedDocument,
-        job: JobRecord,
-        current: DocumentRecord | None,
-        redelivery: bool,
-    ) -> _Registered | _Duplicate:
-        """The duplicate this document is skipped as, or the version it is registered under."""
-        request, tenant = event.data, event.tenant
-        index = await self._documents.collection(tenant, request.collection)
+    async def _register_group(
+        self, scope: str, candidates: list[_Candidate]
+    ) -> list[_Registered | _Duplicate]:
+        """For each document of one collection, in order: the duplicate it is skipped as,
+        or the version it is registered under; the versions are written together."""
+        first = candidates[0].event
+        index = await self._documents.collection(first.tenant, first.data.collection)
+        results: list[_Registered | _Duplicate] = []
+        staged: list[StagedVersion] = []
+        for candidate in candidates:
+            result = self._check(index, candidate)
+            if isinstance(result, _Registered):
+                staged.append(self._stage(index, candidate, result.version))
+            results.append(result)
+        await self._documents.write_staged(index, staged)
+        return results
+
+    @staticmethod
+    def _check(index: CollectionIndex, candidate: _Candidate) -> _Registered | _Duplicate:
+        """The duplicate this document is skipped as, or the version to register it under."""
+        request, prepared, options = candidate.event.data, candidate.prepared, candidate.job.options
         duplicate = index.exact_duplicate(prepared.fingerprint, excluding=request.document_id)
         if duplicate is not None:
             detail = f"same text as {duplicate.source} ({duplicate.document_id})"
@@ -282,19 +313,23 @@ class IngestWorker:
             prepared.signature,
             prepared.bands,
             excluding=request.document_id,
-            threshold=job.options.near_duplicate_threshold,
+            threshold=options.near_duplicate_threshold,
         )
         near = None
         if found is not None:
             of, similarity = found
             detail = f"{similarity:.0%} similar to {of.source} ({of.document_id})"
             near = _Duplicate(NEAR_DUPLICATE_REASON, detail, of, similarity)
-            if job.options.skip_near_duplicates:
+            if options.skip_near_duplicates:
                 return near
-        version = 1 if current is None else current.version + (0 if redelivery else 1)
-        await self._documents.write_version(
-            tenant,
-            request.collection,
+        current = candidate.current
+        version = 1 if current is None else current.version + (0 if candidate.redelivery else 1)
+        return _Registered(version, near)
+
+    def _stage(self, index: CollectionIndex, candidate: _Candidate, version: int) -> StagedVersion:
+        request, prepared = candidate.event.data, candidate.prepared
+        return self._documents.stage(
+            index,
             request.document_id,
             version,
             DocumentVersion(
@@ -303,11 +338,10 @@ class IngestWorker:
                 fingerprint=prepared.fingerprint,
                 signature=prepared.signature,
                 bands=prepared.bands,
-                request_event_id=event.id,
+                request_event_id=candidate.event.id,
                 job_id=request.job_id,
             ),
         )
-        return _Registered(version, near)
 
     def _prepare(self, request: IngestRequested, job: JobRecord) -> PreparedDocument:
         content = self._blobs.read(request.content_uri)
