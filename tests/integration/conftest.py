@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from private_kafka import PrivateKafka
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+
+@pytest.fixture
+async def mongo_db(mongo_url: str, mongo_database: str) -> AsyncIterator[AsyncDatabase[Any]]:
+    """This test's own database on the shared MongoDB-protocol server."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    yield client[mongo_database]
+    await client.close()
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@ kept current by its own writes, and loaded again when another process wrote."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from bson.errors import InvalidDocument
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops_ingestion.dedup import MinHashConfig, MinHasher, content_fingerprint
@@ -20,13 +18,6 @@ ARTICLE = (
     "select Edit address and save. Invoices already paid keep the address they were "
     "issued with; a corrected copy can be requested from support within 30 days. "
 ) * 3
-
-
-@pytest.fixture
-async def db(mongo_url: str, mongo_database: str) -> AsyncIterator[AsyncDatabase[Any]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    yield client[mongo_database]
-    await client.close()
 
 
 def version_of(text: str, source: str) -> DocumentVersion:
@@ -42,8 +33,11 @@ def version_of(text: str, source: str) -> DocumentVersion:
     )
 
 
-async def test_a_registry_sees_what_another_process_wrote(db: AsyncDatabase[Any]) -> None:
-    here, there = DocumentRegistry(db, MinHashConfig()), DocumentRegistry(db, MinHashConfig())
+async def test_a_registry_sees_what_another_process_wrote(mongo_db: AsyncDatabase[Any]) -> None:
+    here, there = (
+        DocumentRegistry(mongo_db, MinHashConfig()),
+        DocumentRegistry(mongo_db, MinHashConfig()),
+    )
     fingerprint = content_fingerprint(ARTICLE)
     assert (await here.collection("acme", "kb")).exact_duplicate(fingerprint, excluding="x") is None
 
@@ -69,9 +63,9 @@ async def test_a_registry_sees_what_another_process_wrote(db: AsyncDatabase[Any]
 
 
 async def test_own_writes_and_deletions_keep_the_loaded_index_current(
-    db: AsyncDatabase[Any],
+    mongo_db: AsyncDatabase[Any],
 ) -> None:
-    registry = DocumentRegistry(db, MinHashConfig())
+    registry = DocumentRegistry(mongo_db, MinHashConfig())
     index = await registry.collection("acme", "kb")
     await registry.write_version("acme", "kb", "billing", 1, version_of(ARTICLE, "billing.md"))
     assert await registry.collection("acme", "kb") is index  # nobody else wrote: no reload
@@ -82,15 +76,20 @@ async def test_own_writes_and_deletions_keep_the_loaded_index_current(
     await registry.write_deletion(record, 2)
     assert await registry.collection("acme", "kb") is index
     assert index.exact_duplicate(content_fingerprint(ARTICLE), excluding="x") is None
-    reloaded = await DocumentRegistry(db, MinHashConfig()).collection("acme", "kb")
+    reloaded = await DocumentRegistry(mongo_db, MinHashConfig()).collection("acme", "kb")
     assert len(reloaded) == 0
     current = await registry.current("acme", "billing")
     assert current is not None
     assert (current.version, current.deleted) == (2, True)
 
 
-async def test_two_processes_writing_at_once_each_see_the_other(db: AsyncDatabase[Any]) -> None:
-    first, second = DocumentRegistry(db, MinHashConfig()), DocumentRegistry(db, MinHashConfig())
+async def test_two_processes_writing_at_once_each_see_the_other(
+    mongo_db: AsyncDatabase[Any],
+) -> None:
+    first, second = (
+        DocumentRegistry(mongo_db, MinHashConfig()),
+        DocumentRegistry(mongo_db, MinHashConfig()),
+    )
     await first.collection("acme", "kb")
     await second.collection("acme", "kb")  # both loaded before either wrote
     one, two = ARTICLE, ARTICLE.replace("Billing", "Accounts") + " Refunds take 5 days."
@@ -106,20 +105,20 @@ async def test_two_processes_writing_at_once_each_see_the_other(db: AsyncDatabas
         assert index.exact_duplicate(content_fingerprint(two), excluding="x") is not None
 
 
-async def test_a_new_process_finds_the_last_change_number(db: AsyncDatabase[Any]) -> None:
-    writer = DocumentRegistry(db, MinHashConfig())
+async def test_a_new_process_finds_the_last_change_number(mongo_db: AsyncDatabase[Any]) -> None:
+    writer = DocumentRegistry(mongo_db, MinHashConfig())
     for n in range(37):
         text = f"{ARTICLE} Article {n}."
         await writer.write_version("acme", "kb", f"doc-{n}", 1, version_of(text, f"{n}.md"))
-    index = await DocumentRegistry(db, MinHashConfig()).collection("acme", "kb")
+    index = await DocumentRegistry(mongo_db, MinHashConfig()).collection("acme", "kb")
     assert index.changes == 37
     assert len(index) == 37
 
 
 async def test_versions_staged_together_see_each_other_and_are_written_as_one_change(
-    db: AsyncDatabase[Any],
+    mongo_db: AsyncDatabase[Any],
 ) -> None:
-    registry = DocumentRegistry(db, MinHashConfig())
+    registry = DocumentRegistry(mongo_db, MinHashConfig())
     index = await registry.collection("acme", "kb")
     other = ARTICLE.replace("Billing", "Accounts") + " Refunds take 5 days."
     staged = [registry.stage(index, "billing", 1, version_of(ARTICLE, "billing.md"))]
@@ -131,9 +130,9 @@ async def test_versions_staged_together_see_each_other_and_are_written_as_one_ch
 
     await registry.write_staged(index, staged)
 
-    assert await db["document_changes"].count_documents({}) == 1
+    assert await mongo_db["document_changes"].count_documents({}) == 1
     assert index.changes == 1
-    reloaded = await DocumentRegistry(db, MinHashConfig()).collection("acme", "kb")
+    reloaded = await DocumentRegistry(mongo_db, MinHashConfig()).collection("acme", "kb")
     assert (len(reloaded), reloaded.changes) == (2, 1)
     for text, document_id in ((ARTICLE, "billing"), (other, "accounts")):
         found = reloaded.exact_duplicate(content_fingerprint(text), excluding="x")
@@ -142,9 +141,9 @@ async def test_versions_staged_together_see_each_other_and_are_written_as_one_ch
 
 
 async def test_a_group_that_failed_to_write_is_not_seen_by_the_next_check(
-    db: AsyncDatabase[Any],
+    mongo_db: AsyncDatabase[Any],
 ) -> None:
-    registry = DocumentRegistry(db, MinHashConfig())
+    registry = DocumentRegistry(mongo_db, MinHashConfig())
     index = await registry.collection("acme", "kb")
     staged = registry.stage(index, "billing", 1, version_of(ARTICLE, "billing.md"))
     broken = StagedVersion({**staged.fields, "updated_at": object()}, staged.signature, [])

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from llmops.events.catalog import IngestJobState
@@ -17,13 +15,6 @@ from llmops.rag.jobs import DocumentSubmission, ItemState, JobSubmission, Reject
 from llmops_ingestion.job_store import BUCKET_SIZE, ItemRecord, JobStore
 
 pytestmark = pytest.mark.mongo
-
-
-@pytest.fixture
-async def db(mongo_url: str, mongo_database: str) -> AsyncIterator[AsyncDatabase[Any]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    yield client[mongo_database]
-    await client.close()
 
 
 def submission(documents: int, rejected: int = 0) -> JobSubmission:
@@ -66,9 +57,9 @@ async def settle(store: JobStore, job_id: str, n: int) -> Any:
 
 
 async def test_items_settled_at_once_are_counted_once_and_one_settlement_finishes_the_job(
-    db: AsyncDatabase[Any],
+    mongo_db: AsyncDatabase[Any],
 ) -> None:
-    store = JobStore(db)
+    store = JobStore(mongo_db)
     documents, rejected = 2 * BUCKET_SIZE + 100, 12
     job, _ = await store.create("acme", submission(documents, rejected))
 
@@ -87,11 +78,11 @@ async def test_items_settled_at_once_are_counted_once_and_one_settlement_finishe
     assert sum(1 for s in settlements if s.wrote and s.job.finished) == 1
     assert sum(1 for s in settlements if s.wrote) < documents  # written in groups
     # no record grows with the job: a tally per bucket, an outcome record per bucket
-    stored = await db["ingest_jobs"].find_one({"_id": job.job_id})
+    stored = await mongo_db["ingest_jobs"].find_one({"_id": job.job_id})
     assert stored is not None
     assert "outcomes" not in stored
     assert sorted(stored["tallies"]) == ["0", "1", "2"]
-    buckets = await db["ingest_job_outcomes"].find({"job_id": job.job_id}).to_list()
+    buckets = await mongo_db["ingest_job_outcomes"].find({"job_id": job.job_id}).to_list()
     assert sorted(len(b["outcomes"]) for b in buckets) == [
         (documents + rejected) - 2 * BUCKET_SIZE,
         BUCKET_SIZE,
@@ -100,14 +91,14 @@ async def test_items_settled_at_once_are_counted_once_and_one_settlement_finishe
 
 
 async def test_an_outcome_lost_to_a_crash_is_written_again_and_rewriting_changes_nothing(
-    db: AsyncDatabase[Any],
+    mongo_db: AsyncDatabase[Any],
 ) -> None:
-    store = JobStore(db)
+    store = JobStore(mongo_db)
     job, _ = await store.create("acme", submission(3))
     for n in (0, 1):
         await settle(store, job.job_id, n)
     # a crash after the item's final state was stored, before its outcome reached the job
-    await db["ingest_items"].update_one(
+    await mongo_db["ingest_items"].update_one(
         {"_id": f"{job.job_id}/doc-2"}, {"$set": {"state": "indexed", "chunks": 4}}
     )
     assert not (await store.job(job.job_id)).finished
@@ -129,12 +120,12 @@ async def test_an_outcome_lost_to_a_crash_is_written_again_and_rewriting_changes
 
 
 async def test_jobs_stored_with_outcome_maps_in_the_job_are_still_counted(
-    db: AsyncDatabase[Any],
+    mongo_db: AsyncDatabase[Any],
 ) -> None:
-    store = JobStore(db)
+    store = JobStore(mongo_db)
     job, _ = await store.create("acme", submission(3))
     # the earlier layout: every outcome in maps of the job document
-    await db["ingest_jobs"].update_one(
+    await mongo_db["ingest_jobs"].update_one(
         {"_id": job.job_id},
         {"$set": {"outcomes": {"0": "indexed", "1": "skipped"}, "chunks": {"0": 5, "1": 0}}},
     )

@@ -8,6 +8,7 @@ under an id derived from the version, so a republished one is a recognisable dup
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -19,12 +20,15 @@ from llmops.embedding.dense import DenseEncoder
 from llmops.embedding.sparse import Bm25Encoder
 from llmops.events.catalog import CONTRACTS, Chunk, ChunkBatch, DocumentIndexed, Topic
 from llmops.events.envelope import Envelope
+from llmops.group_commit import GroupCommit
 from llmops.rag.ids import indexed_event_id, vector_collection_name
 from llmops.storage import MongoDocument, insert_new
 from llmops.telemetry import get_logger
 from llmops_indexer.vector_store import ChunkPoint, VectorStore
 
 _log = get_logger(__name__)
+_VERSIONS = "latest-versions"
+"""The one group key of `_record_versions`: every document's versions are written together."""
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -54,6 +58,7 @@ class ChunkIndexer:
         self._progress = db["index_progress"]
         self._bus = bus
         self._ready: set[str] = set()
+        self._versions_seen: GroupCommit[tuple[str, int], int] = GroupCommit(self._record_versions)
 
     def vector_collection(self, collection: str) -> str:
         return vector_collection_name(collection, self._dense.model)
@@ -78,15 +83,29 @@ class ChunkIndexer:
             await self._complete(event, name, sum(arrived.values()))
 
     async def _latest_version(self, key: str, version: int) -> int:
-        """Record `version` of the document `key` as seen; the newest version seen so far."""
-        if not await insert_new(self._latest, [{"_id": key, "latest_version": version}]):
-            return version  # the document's first version (inserting is cheap; see storage)
-        latest = await self._latest.find_one_and_update(
-            {"_id": key},
-            {"$max": {"latest_version": version}},
-            return_document=ReturnDocument.AFTER,
+        """Record `version` of the document `key` as seen; the newest version seen so far.
+
+        Written with the versions of the batches handled alongside (`_record_versions`).
+        """
+        return (await self._versions_seen.submit(_VERSIONS, (key, version))).value
+
+    async def _record_versions(self, _: str, seen: list[tuple[str, int]]) -> Sequence[int]:
+        """One insert for the documents' first versions (the usual case; inserting is
+        cheap, see storage), then `$max` on each document seen before."""
+        existing = await insert_new(
+            self._latest, [{"_id": key, "latest_version": version} for key, version in seen]
         )
-        return int(latest["latest_version"]) if latest else version
+        latest: list[int] = []
+        for key, version in seen:
+            if key in existing:
+                found = await self._latest.find_one_and_update(
+                    {"_id": key},
+                    {"$max": {"latest_version": version}},
+                    return_document=ReturnDocument.AFTER,
+                )
+                version = int(found["latest_version"]) if found else version
+            latest.append(version)
+        return latest
 
     async def _arrived(self, key: str, batch: ChunkBatch) -> dict[str, int]:
         """Record that this batch of a version is indexed; chunk counts of all that are."""
