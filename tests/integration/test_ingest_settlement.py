@@ -102,3 +102,30 @@ async def test_an_item_chunked_before_a_restart_is_settled_from_the_database(
     assert final.state is IngestJobState.COMPLETED
     assert final.counts.documents_done == 1
     assert bus.emitted[-1].state is IngestJobState.COMPLETED
+
+
+async def test_each_event_claims_what_this_process_stored_once_then_reads_the_database(
+    mongo_db: AsyncDatabase[Any],
+) -> None:
+    jobs = JobStore(mongo_db)
+    job, _ = await jobs.create("acme", submission(1))
+    item_id = f"{job.job_id}/doc-0"
+    await mongo_db["ingest_items"].update_one({"_id": item_id}, {"$set": {"source": "moved.md"}})
+
+    queued = await jobs.claim_item(job.job_id, "doc-0")  # as created: no lookup
+    again = await jobs.claim_item(job.job_id, "doc-0")  # claimed: the database
+
+    assert queued is not None
+    assert again is not None
+    assert (queued.item.state, queued.item.source) == (ItemState.QUEUED, "doc-0.md")
+    assert again.item.source == "moved.md"
+    chunked = again.item.model_copy(update={"state": ItemState.CHUNKED, "document_version": 1})
+    await jobs.update_item(again, chunked, chunk_tokens=[80])
+    await mongo_db["ingest_items"].update_one({"_id": item_id}, {"$set": {"chunks": 9}})
+    claimed = await jobs.claim_item(job.job_id, "doc-0")
+    assert claimed is not None
+    assert (claimed.item.state, claimed.item.chunks, claimed.chunk_tokens) == (
+        ItemState.CHUNKED,
+        0,
+        [80],
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from llmops.blobs import BlobNotFoundError, BlobStore
@@ -47,10 +46,8 @@ from llmops_ingestion.extraction import ExtractionError
 from llmops_ingestion.job_store import FINAL_JOB_STATES, ItemRecord, JobRecord, JobStore
 
 _log = get_logger(__name__)
-_V = TypeVar("_V")
 _PUBLISH_CONCURRENCY = 64
 _RUNNING_JOBS_KEPT = 256
-_CHUNKED_ITEMS_KEPT = 4096
 UNCHANGED_REASON = "unchanged"
 MISSING_CONTENT_REASON = "missing_content"
 PROCESSING_ERROR_REASON = "processing_error"
@@ -120,10 +117,6 @@ class IngestWorker:
             self._register_group
         )
         self._running_jobs: dict[str, JobRecord] = {}
-        # Items this process stored as CHUNKED, until their `docs.indexed` comes: what the
-        # database holds for them, so settling one needs no lookup (another process's
-        # writes to such an item set the same fields, or settle it the same way).
-        self._chunked: dict[str, ItemRecord] = {}
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -185,7 +178,7 @@ class IngestWorker:
     async def on_ingest_requested(self, event: Envelope[IngestRequested]) -> None:
         """Chunk one document and publish its batches (or record why it was not)."""
         request = event.data
-        record = await self._jobs.item(request.job_id, request.document_id)
+        record = await self._jobs.claim_item(request.job_id, request.document_id)
         if record is None:
             raise PermanentError(
                 f"ingest job {request.job_id} has no document {request.document_id}"
@@ -214,7 +207,9 @@ class IngestWorker:
         if job.state is IngestJobState.QUEUED and await self._jobs.start(job_id):
             job = await self._jobs.job(job_id)
             await self._announce(job)
-        _keep(self._running_jobs, job_id, job, _RUNNING_JOBS_KEPT)
+        if len(self._running_jobs) >= _RUNNING_JOBS_KEPT:
+            del self._running_jobs[next(iter(self._running_jobs))]  # the oldest
+        self._running_jobs[job_id] = job
         return job
 
     async def _ingest(
@@ -284,10 +279,9 @@ class IngestWorker:
                 "pii_redactions": prepared.pii_redactions,
             }
         )
-        chunk_tokens = [chunk.token_count for chunk in prepared.chunks]
-        await self._jobs.update_item(record, chunked, chunk_tokens=chunk_tokens)
-        stored = ItemRecord(record.job_id, record.ordinal, chunked, chunk_tokens)
-        _keep(self._chunked, f"{record.job_id}/{request.document_id}", stored, _CHUNKED_ITEMS_KEPT)
+        await self._jobs.update_item(
+            record, chunked, chunk_tokens=[chunk.token_count for chunk in prepared.chunks]
+        )
         await self._publish_chunks(event, version, prepared)
 
     async def _register_group(
@@ -404,9 +398,7 @@ class IngestWorker:
     async def on_document_indexed(self, event: Envelope[DocumentIndexed]) -> None:
         """A document's chunks are searchable: settle its item, maybe the whole job."""
         indexed = event.data
-        record = self._chunked.pop(f"{indexed.job_id}/{indexed.document_id}", None)
-        if record is None:  # chunked by another process, or before a restart
-            record = await self._jobs.item(indexed.job_id, indexed.document_id)
+        record = await self._jobs.claim_item(indexed.job_id, indexed.document_id)
         if record is None:
             return  # a deletion, or a job this service does not know
         if record.item.state is ItemState.CHUNKED:
@@ -485,13 +477,6 @@ class IngestWorker:
             subject=job.job_id,
             event_id=event_id,
         )
-
-
-def _keep(cache: dict[str, _V], key: str, value: _V, limit: int) -> None:
-    """Put `value` in a cache of at most `limit` entries, forgetting the oldest first."""
-    if key not in cache and len(cache) >= limit:
-        del cache[next(iter(cache))]
-    cache[key] = value
 
 
 def _progress_item(item: JobItem) -> IngestItem:

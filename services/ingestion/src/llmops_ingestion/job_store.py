@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -45,6 +45,8 @@ FINAL_JOB_STATES = frozenset(
     {IngestJobState.COMPLETED, IngestJobState.COMPLETED_WITH_ERRORS, IngestJobState.FAILED}
 )
 BUCKET_SIZE = 256
+STORED_ITEMS_KEPT = 16_384
+"""Items kept in memory as this process stored them, for their next event (`claim_item`)."""
 """Items per outcome record; a job document holds one tally per bucket."""
 _CHUNKS = "chunks"
 
@@ -115,6 +117,7 @@ class JobStore:
         self._outcomes = db["ingest_job_outcomes"]
         self._job_writes = KeyedLocks()
         self._steps: GroupCommit[UpdateOne, None] = GroupCommit(self._write_steps)
+        self._stored: dict[str, ItemRecord] = {}  # see claim_item
         self._settling: GroupCommit[_Outcome, JobRecord] = GroupCommit(self._settle_group)
 
     @staticmethod
@@ -187,6 +190,8 @@ class JobStore:
         if buckets:
             await self._outcomes.insert_many(list(buckets.values()))
         await self._items.insert_many(items)
+        for stored in items[:offset]:
+            self._remember(_item_record(stored))
         record = await self.job(job_id)
         return record, [item["_id"] for item in items[offset:]]
 
@@ -258,6 +263,26 @@ class JobStore:
         found = await self._items.find_one({"_id": f"{job_id}/{document_id}"})
         return None if found is None else _item_record(found)
 
+    async def claim_item(self, job_id: str, document_id: str) -> ItemRecord | None:
+        """The item as this process last stored it, when it stored it and no event claimed
+        it since; else as the database holds it.
+
+        Each event for an item claims it, so the usual path (this process queued the item,
+        then chunked it) reads nothing: the item's request finds it as created, its
+        `docs.indexed` as chunked. What another process could have written to it in
+        between sets the same fields or settles it the same way, as a redelivery would.
+        A redelivered event finds the item claimed and reads the database.
+        """
+        stored = self._stored.pop(f"{job_id}/{document_id}", None)
+        return stored if stored is not None else await self.item(job_id, document_id)
+
+    def _remember(self, record: ItemRecord) -> None:
+        """Keep what was stored for the item's next event, forgetting the oldest first."""
+        key = f"{record.job_id}/{record.item.document_id}"
+        if key not in self._stored and len(self._stored) >= STORED_ITEMS_KEPT:
+            del self._stored[next(iter(self._stored))]
+        self._stored[key] = record
+
     async def items(self, job_id: str) -> list[ItemRecord]:
         cursor = self._items.find({"job_id": job_id}).sort("ordinal", ASCENDING)
         return [_item_record(found) async for found in cursor]
@@ -274,6 +299,8 @@ class JobStore:
             fields["chunk_tokens"] = chunk_tokens
         step = UpdateOne({"_id": f"{record.job_id}/{item.document_id}"}, {"$set": fields})
         await self._steps.submit(record.job_id, step)
+        tokens = record.chunk_tokens if chunk_tokens is None else chunk_tokens
+        self._remember(replace(record, item=item, chunk_tokens=tokens))
 
     async def settle_item(self, record: ItemRecord, item: JobItem) -> Settlement:
         """Store the item's final state, then its outcome in the job.
