@@ -45,9 +45,9 @@ FINAL_JOB_STATES = frozenset(
     {IngestJobState.COMPLETED, IngestJobState.COMPLETED_WITH_ERRORS, IngestJobState.FAILED}
 )
 BUCKET_SIZE = 256
+"""Items per outcome record; a job document holds one tally per bucket."""
 STORED_ITEMS_KEPT = 16_384
 """Items kept in memory as this process stored them, for their next event (`claim_item`)."""
-"""Items per outcome record; a job document holds one tally per bucket."""
 _CHUNKS = "chunks"
 
 
