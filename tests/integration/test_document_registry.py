@@ -33,6 +33,14 @@ def version_of(text: str, source: str) -> DocumentVersion:
     )
 
 
+async def write_version(
+    registry: DocumentRegistry, document_id: str, version: int, new: DocumentVersion
+) -> None:
+    """Make one version of a document in acme/kb live: a group of one."""
+    index = await registry.collection("acme", "kb")
+    await registry.write_staged(index, [registry.stage(index, document_id, version, new)])
+
+
 async def test_a_registry_sees_what_another_process_wrote(mongo_db: AsyncDatabase[Any]) -> None:
     here, there = (
         DocumentRegistry(mongo_db, MinHashConfig()),
@@ -41,7 +49,7 @@ async def test_a_registry_sees_what_another_process_wrote(mongo_db: AsyncDatabas
     fingerprint = content_fingerprint(ARTICLE)
     assert (await here.collection("acme", "kb")).exact_duplicate(fingerprint, excluding="x") is None
 
-    await there.write_version("acme", "kb", "billing", 1, version_of(ARTICLE, "billing.md"))
+    await write_version(there, "billing", 1, version_of(ARTICLE, "billing.md"))
 
     found = (await here.collection("acme", "kb")).exact_duplicate(fingerprint, excluding="x")
     assert found is not None
@@ -67,7 +75,7 @@ async def test_own_writes_and_deletions_keep_the_loaded_index_current(
 ) -> None:
     registry = DocumentRegistry(mongo_db, MinHashConfig())
     index = await registry.collection("acme", "kb")
-    await registry.write_version("acme", "kb", "billing", 1, version_of(ARTICLE, "billing.md"))
+    await write_version(registry, "billing", 1, version_of(ARTICLE, "billing.md"))
     assert await registry.collection("acme", "kb") is index  # nobody else wrote: no reload
     assert index.exact_duplicate(content_fingerprint(ARTICLE), excluding="x") is not None
 
@@ -94,8 +102,8 @@ async def test_two_processes_writing_at_once_each_see_the_other(
     await second.collection("acme", "kb")  # both loaded before either wrote
     one, two = ARTICLE, ARTICLE.replace("Billing", "Accounts") + " Refunds take 5 days."
 
-    await first.write_version("acme", "kb", "one", 1, version_of(one, "one.md"))
-    await second.write_version("acme", "kb", "two", 1, version_of(two, "two.md"))
+    await write_version(first, "one", 1, version_of(one, "one.md"))
+    await write_version(second, "two", 1, version_of(two, "two.md"))
 
     for registry in (first, second):
         index = await registry.collection("acme", "kb")
@@ -109,7 +117,7 @@ async def test_a_new_process_finds_the_last_change_number(mongo_db: AsyncDatabas
     writer = DocumentRegistry(mongo_db, MinHashConfig())
     for n in range(37):
         text = f"{ARTICLE} Article {n}."
-        await writer.write_version("acme", "kb", f"doc-{n}", 1, version_of(text, f"{n}.md"))
+        await write_version(writer, f"doc-{n}", 1, version_of(text, f"{n}.md"))
     index = await DocumentRegistry(mongo_db, MinHashConfig()).collection("acme", "kb")
     assert index.changes == 37
     assert len(index) == 37

@@ -205,13 +205,6 @@ class DocumentRegistry:
             self._indexes.pop(scope, None)
             raise
 
-    async def write_version(
-        self, tenant: str, collection: str, document_id: str, version: int, new: DocumentVersion
-    ) -> None:
-        """Make one version live: `stage` and `write_staged` for a group of one."""
-        index = await self.collection(tenant, collection)
-        await self.write_staged(index, [self.stage(index, document_id, version, new)])
-
     async def write_deletion(self, record: DocumentRecord, version: int) -> None:
         """Record the empty version that removes the document from search."""
         fields = {
